@@ -1,0 +1,31 @@
+# animefaces: Danbooru-style images -> face crops -> cleaned, deduplicated dataset -> packs -> GAN -> samples.
+# Rules are thin: each calls `python -m animefaces.<stage>`; all logic lives in workflow/animefaces/.
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    shard=r"\d{3}",
+
+
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/ingest.smk"
+include: "workflow/rules/crop.smk"
+include: "workflow/rules/clean.smk"
+include: "workflow/rules/dedup.smk"
+include: "workflow/rules/normalise.smk"
+include: "workflow/rules/select.smk"
+include: "workflow/rules/pack.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/sample.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        TARGETS,

@@ -1,0 +1,93 @@
+"""Shards, manifests, ledger reconciliation and config validation (the foundation every stage uses)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from animefaces import ledger, shards
+from animefaces.atomic import atomic_path
+from animefaces.config import ConfigError, defaults, validate_config
+from animefaces.manifest import StageRows, manifest_path, read_kept, write_manifest
+
+
+def test_shards_partition_all_buckets():
+    for count in (1, 3, 4, 7, 1000):
+        names = shards.shard_names(count)
+        seen = []
+        for i, _ in enumerate(names):
+            seen.extend(shards.buckets_of_shard(i, count))
+        assert seen == list(range(1000))
+        for post_id in (0, 999, 1000, 123456789, 4018204):
+            idx = shards.shard_index(post_id, count)
+            assert post_id % 1000 in shards.buckets_of_shard(idx, count)
+    with pytest.raises(ValueError, match="shards.count"):
+        shards.shard_names(0)
+
+
+def test_atomic_path_leaves_nothing_on_error(tmp_path):
+    target = tmp_path / "out.txt"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def _write(results, stage, shard, rows: StageRows):
+    write_manifest(rows.frame(), manifest_path(results, stage, shard))
+
+
+def test_ledger_reconciles_and_detects_lost_items(tmp_path):
+    ing = StageRows("ingest", "000")
+    ing.kept(1, "1", "meta.jsonl:1", path="a.png")
+    ing.kept(2, "2", "meta.jsonl:2", path="b.png")
+    ing.dropped(3, "3", "rating", {"rating": "e"}, parent_id="meta.jsonl:3")
+    _write(tmp_path, "ingest", "000", ing)
+    crop = StageRows("crop", "000")
+    crop.kept(1, "1_0", "1")
+    crop.kept(1, "1_1", "1")
+    crop.dropped(2, "2", "no_face")
+    _write(tmp_path, "crop", "000", crop)
+    led = ledger.load_ledger(tmp_path)
+    assert ledger.reconcile(led) == []
+    table = ledger.funnel(led)
+    totals = table[table["reason"] == ""].set_index("stage")
+    assert totals.loc["ingest", "in"] == 3 and totals.loc["ingest", "kept"] == 2
+    assert totals.loc["crop", "in"] == 2 and totals.loc["crop", "kept"] == 2 and totals.loc["crop", "dropped"] == 1
+    assert len(read_kept(manifest_path(tmp_path, "crop", "000"))) == 2
+
+    # a stage that forgets an input is caught
+    crop2 = StageRows("crop", "000")
+    crop2.kept(1, "1_0", "1")
+    _write(tmp_path, "crop", "000", crop2)
+    problems = ledger.reconcile(ledger.load_ledger(tmp_path))
+    assert any("never reached crop" in p and "'2'" in p for p in problems)
+    assert ledger.main([str(tmp_path)]) == 1
+
+
+def test_manifest_rejects_dropped_without_reason_and_duplicates(tmp_path):
+    rows = StageRows("clean", "001")
+    rows.kept(5, "5_0", "5_0")
+    rows.kept(5, "5_0", "5_0")
+    with pytest.raises(ValueError, match="twice"):
+        write_manifest(rows.frame(), tmp_path / "m.parquet")
+    with pytest.raises(ValueError, match="reason"):
+        StageRows("clean", "001").dropped(1, "1", "")
+    df = rows.frame()
+    assert str(df["post_id"].dtype) == "Int64" and json.loads(df["details"].iloc[0]) == {}
+    assert isinstance(df, pd.DataFrame)
+
+
+def test_config_defaults_and_errors_name_the_key():
+    cfg = defaults()
+    assert cfg["shards"]["count"] >= 1 and cfg["dataset"]["source"] in {"danbooru", "folder"}
+    with pytest.raises(ConfigError, match=r"dataset.source.*danbooru.*folder"):
+        validate_config({"dataset": {"source": "booru"}})
+    with pytest.raises(ConfigError, match=r"'nonsense' was unexpected"):
+        validate_config({"shards": {"nonsense": 1}})
+    with pytest.raises(ConfigError, match=r"shards.count"):
+        validate_config({"shards": {"count": "four"}})

@@ -1,0 +1,141 @@
+"""Stage manifests: one Parquet table per (stage, shard) holding one row per item that entered the stage.
+
+Every row carries the ledger columns below; kept rows add the stage's own columns (``path``, ``width``, ...).
+Downstream stages read only kept rows; the provenance ledger (:mod:`animefaces.ledger`) is the union of the
+ledger columns of all manifests. Because a stage writes a row for *every* input, nothing is lost silently.
+
+Layout: ``<results>/<stage>/manifests/<shard>.parquet`` (``unsharded.parquet`` for rows with no usable post id,
+``all.parquet`` for global stages such as ``select``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .atomic import atomic_path
+
+KEPT = "kept"
+DROPPED = "dropped"
+LEDGER_COLUMNS = ["post_id", "item_id", "parent_id", "stage", "shard", "status", "reason", "details"]
+_DTYPES = {
+    "post_id": "Int64",
+    "item_id": "string",
+    "parent_id": "string",
+    "stage": "string",
+    "shard": "string",
+    "status": "string",
+    "reason": "string",
+    "details": "string",
+}
+
+
+def manifest_path(results: str | os.PathLike[str], stage: str, shard: str) -> Path:
+    return Path(results) / stage / "manifests" / f"{shard}.parquet"
+
+
+class StageRows:
+    """Accumulates a stage's rows for one shard; ``frame()`` returns the manifest table.
+
+    ``parent_id`` is the item id at the previous stage (several kept rows may share a parent when a post yields
+    several faces); for a dropped row ``item_id`` is the parent's own id.
+    """
+
+    def __init__(self, stage: str, shard: str) -> None:
+        self.stage = stage
+        self.shard = shard
+        self._rows: list[dict[str, Any]] = []
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def kept(self, post_id: int | None, item_id: str, parent_id: str, details: dict | None = None, **cols: Any):
+        self._add(post_id, item_id, parent_id, KEPT, "", details, cols)
+
+    def dropped(
+        self,
+        post_id: int | None,
+        item_id: str,
+        reason: str,
+        details: dict | None = None,
+        parent_id: str | None = None,
+        **cols: Any,
+    ) -> None:
+        if not reason:
+            raise ValueError(f"dropped row for item {item_id!r} needs a reason code")
+        self._add(post_id, item_id, item_id if parent_id is None else parent_id, DROPPED, reason, details, cols)
+
+    def _add(self, post_id, item_id, parent_id, status, reason, details, cols) -> None:
+        row = {
+            "post_id": None if post_id is None else int(post_id),
+            "item_id": str(item_id),
+            "parent_id": str(parent_id),
+            "stage": self.stage,
+            "shard": self.shard,
+            "status": status,
+            "reason": reason,
+            "details": json.dumps(details or {}, sort_keys=True, default=str),
+        }
+        row.update(cols)
+        self._rows.append(row)
+
+    def frame(self, extra_columns: Iterable[str] = ()) -> pd.DataFrame:
+        return to_frame(self._rows, extra_columns)
+
+
+def to_frame(rows: list[dict[str, Any]], extra_columns: Iterable[str] = ()) -> pd.DataFrame:
+    """Build a manifest frame with the ledger columns first and typed; ``extra_columns`` exist even if empty."""
+    columns = list(LEDGER_COLUMNS)
+    for row in rows:
+        for key in row:
+            if key not in columns:
+                columns.append(key)
+    for key in extra_columns:
+        if key not in columns:
+            columns.append(key)
+    df = pd.DataFrame(rows, columns=columns)
+    return df.astype(_DTYPES)
+
+
+def check_frame(df: pd.DataFrame, where: str = "manifest") -> None:
+    missing = [c for c in LEDGER_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{where}: missing ledger columns {missing}")
+    bad = set(df["status"].dropna().unique()) - {KEPT, DROPPED}
+    if bad:
+        raise ValueError(f"{where}: status must be 'kept' or 'dropped', found {sorted(bad)}")
+    if df["status"].isna().any():
+        raise ValueError(f"{where}: rows with no status")
+    no_reason = df[(df["status"] == DROPPED) & (df["reason"].fillna("") == "")]
+    if len(no_reason):
+        raise ValueError(f"{where}: dropped rows without a reason, e.g. item {no_reason['item_id'].iloc[0]!r}")
+    dup = df["item_id"][df["item_id"].duplicated()]
+    if len(dup):
+        raise ValueError(f"{where}: item ids appear twice, e.g. {dup.iloc[0]!r}")
+
+
+def write_manifest(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Validate the ledger columns and write the table atomically (Parquet, zstd)."""
+    check_frame(df, str(path))
+    with atomic_path(path, suffix=".parquet") as tmp:
+        df.to_parquet(tmp, index=False, compression="zstd")
+
+
+def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
+    return pd.read_parquet(path)
+
+
+def read_kept(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
+    """Kept rows of one or several manifests, concatenated, index reset."""
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    frames = [read_manifest(p) for p in paths]
+    frames = [f[f["status"] == KEPT] for f in frames]
+    if not frames:
+        return to_frame([])
+    return pd.concat(frames, ignore_index=True)

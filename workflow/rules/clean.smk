@@ -1,0 +1,1 @@
+# clean rules: see the issue for this stage (not yet written).

@@ -1,0 +1,1 @@
+# crop rules: see the issue for this stage (not yet written).

@@ -1,0 +1,1 @@
+# dedup rules: see the issue for this stage (not yet written).

@@ -1,0 +1,1 @@
+# demo rules: see the issue for this stage (not yet written).

@@ -1,0 +1,1 @@
+# ingest rules: see the issue for this stage (not yet written).

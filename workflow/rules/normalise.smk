@@ -1,0 +1,1 @@
+# normalise rules: see the issue for this stage (not yet written).

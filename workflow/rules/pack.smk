@@ -1,0 +1,1 @@
+# pack rules: see the issue for this stage (not yet written).

@@ -1,0 +1,1 @@
+# report rules: see the issue for this stage (not yet written).

@@ -1,0 +1,1 @@
+# sample rules: see the issue for this stage (not yet written).

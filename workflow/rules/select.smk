@@ -1,0 +1,1 @@
+# select rules: see the issue for this stage (not yet written).

@@ -1,0 +1,1 @@
+# train rules: see the issue for this stage (not yet written).
