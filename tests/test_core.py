@@ -6,7 +6,6 @@ import json
 
 import pandas as pd
 import pytest
-
 from animefaces import ledger, shards
 from animefaces.atomic import atomic_path
 from animefaces.config import ConfigError, defaults, validate_config
@@ -29,10 +28,9 @@ def test_shards_partition_all_buckets():
 
 def test_atomic_path_leaves_nothing_on_error(tmp_path):
     target = tmp_path / "out.txt"
-    with pytest.raises(RuntimeError):
-        with atomic_path(target) as tmp:
-            tmp.write_text("half")
-            raise RuntimeError("killed")
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
 

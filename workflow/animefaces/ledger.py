@@ -63,8 +63,9 @@ def funnel(ledger: pd.DataFrame) -> pd.DataFrame:
             }
         )
         for reason, n in dropped["reason"].value_counts().sort_index().items():
-            rows.append({"stage": stage, "reason": reason, "in": None, "kept": None, "kept_parents": None,
-                         "dropped": int(n)})
+            rows.append(
+                {"stage": stage, "reason": reason, "in": None, "kept": None, "kept_parents": None, "dropped": int(n)}
+            )
     return pd.DataFrame(rows, columns=["stage", "reason", "in", "kept", "kept_parents", "dropped"])
 
 
@@ -82,8 +83,9 @@ def reconcile(ledger: pd.DataFrame) -> list[str]:
         dropped = df[df["status"] == DROPPED]
         bad_drop = dropped[dropped["item_id"] != dropped["parent_id"]]
         if previous_kept is not None and len(bad_drop):  # the first stage's parents are source records
-            problems.append(f"{stage}: dropped rows whose item id is not their parent's, e.g. "
-                            f"{bad_drop['item_id'].iloc[0]!r}")
+            problems.append(
+                f"{stage}: dropped rows whose item id is not their parent's, e.g. {bad_drop['item_id'].iloc[0]!r}"
+            )
         both = set(kept["parent_id"]) & set(dropped["parent_id"])
         if both:
             problems.append(f"{stage}: {len(both)} parents both kept and dropped, e.g. {sorted(both)[0]!r}")
@@ -94,11 +96,13 @@ def reconcile(ledger: pd.DataFrame) -> list[str]:
             lost = previous_kept - parents
             unknown = parents - previous_kept
             if lost:
-                problems.append(f"{stage}: {len(lost)} items kept by {previous} never reached {stage}, "
-                                f"e.g. {sorted(lost)[0]!r}")
+                problems.append(
+                    f"{stage}: {len(lost)} items kept by {previous} never reached {stage}, e.g. {sorted(lost)[0]!r}"
+                )
             if unknown:
-                problems.append(f"{stage}: {len(unknown)} parents were not kept by {previous}, "
-                                f"e.g. {sorted(unknown)[0]!r}")
+                problems.append(
+                    f"{stage}: {len(unknown)} parents were not kept by {previous}, e.g. {sorted(unknown)[0]!r}"
+                )
         previous_kept = set(kept["item_id"])
         previous = stage
     return problems
@@ -106,19 +110,19 @@ def reconcile(ledger: pd.DataFrame) -> list[str]:
 
 def format_funnel(table: pd.DataFrame) -> str:
     lines = [f"{'stage':<10} {'reason':<24} {'in':>8} {'kept':>8} {'dropped':>8}"]
-    for row in table.itertuples(index=False):
-        if row.reason == "":
-            lines.append(f"{row.stage:<10} {'(total)':<24} {row.__getattribute__('in'):>8} {row.kept:>8} "
-                         f"{row.dropped:>8}")
+    for row in table.to_dict(orient="records"):
+        if row["reason"] == "":
+            lines.append(f"{row['stage']:<10} {'(total)':<24} {row['in']:>8} {row['kept']:>8} {row['dropped']:>8}")
         else:
-            lines.append(f"{'':<10} {row.reason:<24} {'':>8} {'':>8} {row.dropped:>8}")
+            lines.append(f"{'':<10} {row['reason']:<24} {'':>8} {'':>8} {row['dropped']:>8}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="animefaces funnel",
-                                 description="Print the per-stage funnel of a results directory and check "
-                                             "that every item is accounted for.")
+    ap = argparse.ArgumentParser(
+        prog="animefaces funnel",
+        description="Print the per-stage funnel of a results directory and check that every item is accounted for.",
+    )
     ap.add_argument("results", help="results directory, e.g. results/demo")
     ap.add_argument("--json", action="store_true", help="print the funnel as JSON records")
     ap.add_argument("--out", help="also write the funnel table to this file (.tsv or .parquet)")
