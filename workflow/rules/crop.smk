@@ -1,1 +1,44 @@
-# crop rules: see the issue for this stage (not yet written).
+# Face cropping: the cascade as a checksummed resource, then one crop job per shard.
+
+
+# Only crop.cascade_path is passed (not the whole section), so tuning the detector does not refetch the file.
+# A local rule: on a cluster the download runs where the internet is.
+rule fetch_cascade:
+    output:
+        "resources/lbpcascade_animeface.xml",
+    log:
+        f"{RES}/logs/fetch_cascade.log",
+    localrule: True
+    conda:
+        "../../envs/vision.yaml"
+    params:
+        cascade_path=config["crop"]["cascade_path"] or "",
+    shell:
+        "python -m animefaces.resources --dest {output:q} --cascade-path={params.cascade_path:q} > {log:q} 2>&1"
+
+
+rule crop:
+    input:
+        manifest=f"{RES}/ingest/manifests/{{shard}}.parquet",
+        cascade="resources/lbpcascade_animeface.xml",
+    output:
+        manifest=f"{RES}/crop/manifests/{{shard}}.parquet",
+        images=directory(f"{RES}/crop/images/{{shard}}"),
+    log:
+        f"{RES}/logs/crop/{{shard}}.log",
+    benchmark:
+        f"{RES}/benchmarks/crop/{{shard}}.tsv"
+    conda:
+        "../../envs/vision.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
+    params:
+        cfg=section_json(config, "crop"),
+    shell:
+        "python -m animefaces.crop --shard {wildcards.shard} --manifest {input.manifest:q}"
+        " --cascade {input.cascade:q} --out-manifest {output.manifest:q} --images {output.images:q}"
+        " --params {params.cfg:q} --threads {threads} > {log:q} 2>&1"
+
+
+TARGETS += expand(f"{RES}/crop/manifests/{{shard}}.parquet", shard=SHARDS)

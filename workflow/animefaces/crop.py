@@ -1,0 +1,447 @@
+"""Face cropping stage (one job per shard): decode each kept ingest post, detect faces, write lossless crops.
+
+Input: ``RES/ingest/manifests/{shard}.parquet`` (kept rows: ``path``, ``file_ext``, ``label``, ``character``).
+Output: ``RES/crop/images/{shard}/{post_id}_{n}.png`` (native resolution, PNG) and
+``RES/crop/manifests/{shard}.parquet`` with one kept row per crop (``parent_id`` = the post's item id) and one
+dropped row per post without a crop (``no_face``, ``face_too_small``, or the decoder's reason code).
+
+Faces are numbered ``n = 0, 1, ...`` in detection order: score descending, then top-to-bottom, left-to-right
+(:func:`animefaces.detect.order_faces`). Crops below ``min_crop`` px are not written and not numbered.
+
+Crop geometry (:func:`crop_box`): the face box as detected (``geometry: box``, the seed's) or a portrait crop
+(box grown by ``margin_side``/``margin_top``/``margin_bottom``), optionally made square (``square``; ``align``
+center or top), then fitted to the image (``edge: shift`` moves it inside, ``edge: pad`` keeps it where it is and
+pads). A crop is never shrunk: a crop larger than the image is padded even in shift mode, and the ledger details
+say so.
+
+Work inside a job runs on a thread pool (``--threads``): decode, detection and PNG encoding all release the GIL in
+OpenCV. Results are collected in input order, so the output does not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .atomic import write_bytes
+from .config import parse_params
+from .decode import ImageRejected, load_rgb, read_bgr
+from .detect import Detector, Face, make_detector
+from .manifest import StageRows, read_kept, write_manifest
+
+log = logging.getLogger("animefaces.crop")
+
+STAGE = "crop"
+NO_FACE = "no_face"
+FACE_TOO_SMALL = "face_too_small"
+UNDECODABLE = "undecodable"
+KEPT_COLUMNS = [
+    "path",
+    "source_path",
+    "source_ext",
+    "width",
+    "height",
+    "source_width",
+    "source_height",
+    "face_index",
+    "box_x",
+    "box_y",
+    "box_w",
+    "box_h",
+    "crop_x",
+    "crop_y",
+    "crop_w",
+    "crop_h",
+    "padded",
+    "detector",
+    "score",
+    "label",
+    "character",
+]
+
+# ----------------------------------------------------------------------------------------------- geometry
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """A crop in source-image coordinates (may extend past the image) and the padding it needs there.
+
+    ``pad`` = (left, top, right, bottom) pixels outside the image; ``shifted`` = (dx, dy) the crop was moved by
+    to fit inside (edge mode shift)."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    pad: tuple[int, int, int, int] = (0, 0, 0, 0)
+    shifted: tuple[int, int] = (0, 0)
+
+    @property
+    def padded(self) -> bool:
+        return any(self.pad)
+
+
+def _fit_axis(start: int, size: int, limit: int, edge: str) -> tuple[int, int, int]:
+    """Fit a 1-D interval [start, start+size) to [0, limit): returns (new start, pad before, pad after)."""
+    if edge == "shift" and size <= limit:
+        start = min(max(start, 0), limit - size)
+    elif edge == "shift":  # larger than the image: cover all of it, as close to the wanted position as possible
+        start = min(max(start, limit - size), 0)
+    return start, max(0, -start), max(0, start + size - limit)
+
+
+def crop_box(face: Face, image_w: int, image_h: int, params: dict) -> CropBox:
+    """Where to crop ``face`` from an ``image_w`` x ``image_h`` image under the crop config ``params``."""
+    x, y, w, h = face.x, face.y, face.w, face.h
+    if params.get("geometry", "portrait") == "portrait":
+        side = round(params.get("margin_side", 0.2) * w)
+        top = round(params.get("margin_top", 0.4) * h)
+        bottom = round(params.get("margin_bottom", 0.2) * h)
+        x, w = x - side, w + 2 * side
+        y, h = y - top, h + top + bottom
+    if params.get("square", True) and w != h:
+        if w < h:
+            x -= (h - w) // 2
+            w = h
+        else:
+            if params.get("align", "center") == "center":
+                y -= (w - h) // 2
+            h = w
+    edge = params.get("edge", "shift")
+    if edge not in ("shift", "pad"):
+        raise ValueError(f"config key crop.edge must be 'shift' or 'pad', got {edge!r}")
+    nx, pad_l, pad_r = _fit_axis(x, w, image_w, edge)
+    ny, pad_t, pad_b = _fit_axis(y, h, image_h, edge)
+    return CropBox(nx, ny, w, h, (pad_l, pad_t, pad_r, pad_b), (nx - x, ny - y))
+
+
+def apply_crop(bgr: np.ndarray, box: CropBox, pad_mode: str = "replicate", pad_value: int = 255) -> np.ndarray:
+    """Cut ``box`` out of ``bgr``, padding the part outside the image (the result is exactly box.w x box.h)."""
+    import cv2
+
+    ih, iw = bgr.shape[:2]
+    x0, y0 = max(box.x, 0), max(box.y, 0)
+    x1, y1 = min(box.x + box.w, iw), min(box.y + box.h, ih)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"crop {box} does not overlap the {iw}x{ih} image")
+    out = bgr[y0:y1, x0:x1]
+    if box.padded:
+        left, top, right, bottom = box.pad
+        border = {"replicate": cv2.BORDER_REPLICATE, "reflect": cv2.BORDER_REFLECT_101, "constant": cv2.BORDER_CONSTANT}
+        if pad_mode not in border:
+            raise ValueError(f"config key crop.pad_mode must be one of {list(border)}, got {pad_mode!r}")
+        if pad_mode == "reflect" and (max(left, right) >= out.shape[1] or max(top, bottom) >= out.shape[0]):
+            pad_mode = "replicate"  # reflection needs a pad smaller than the visible part
+        out = cv2.copyMakeBorder(out, top, bottom, left, right, border[pad_mode], value=(pad_value,) * 3)
+    return np.ascontiguousarray(out)
+
+
+# ----------------------------------------------------------------------------------------------- decoding
+
+
+def has_transparency(head: bytes) -> bool:
+    """Whether a file may carry transparency (PNG alpha/tRNS, WebP alpha, GIF), judged from its first bytes.
+
+    OpenCV's IMREAD_COLOR drops alpha and shows whatever colour transparent pixels store (often black); such
+    files are decoded with :func:`animefaces.decode.load_rgb`, which flattens them onto white like the later
+    stages do."""
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        if len(head) > 25 and head[25] in (4, 6):  # IHDR colour type: grey+alpha, RGBA
+            return True
+        idat = head.find(b"IDAT")
+        return b"tRNS" in head[: idat if idat > 0 else len(head)]
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        if head[12:16] == b"VP8X":
+            return len(head) > 20 and bool(head[20] & 0x10)
+        if head[12:16] == b"VP8L" and len(head) >= 25:
+            return bool((int.from_bytes(head[21:25], "little") >> 28) & 1)
+        return False
+    return head[:4] == b"GIF8"
+
+
+def decode_for_crop(path: str | os.PathLike[str]) -> np.ndarray:
+    """BGR pixels for detection and cropping; raises ImageRejected with a ledger reason code."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError as exc:
+        raise ImageRejected(UNDECODABLE, f"cannot read file: {exc}", path) from exc
+    if head and has_transparency(head):
+        return np.ascontiguousarray(load_rgb(path).rgb[:, :, ::-1])
+    return read_bgr(path)
+
+
+# ----------------------------------------------------------------------------------------------- one post
+
+
+@dataclass
+class PostResult:
+    """What happened to one post: written crops (kept rows) or a drop reason."""
+
+    crops: list[dict[str, Any]] = field(default_factory=list)
+    reason: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _box_list(face: Face) -> list[int]:
+    return [face.x, face.y, face.w, face.h]
+
+
+def crop_post(
+    post_id: int, source_path: str, detector: Detector, params: dict, images_dir: Path, detector_info: dict
+) -> PostResult:
+    """Decode, detect and crop one post, writing its PNGs; never raises for a bad image."""
+    import cv2
+
+    try:
+        bgr = decode_for_crop(source_path)
+    except ImageRejected as exc:
+        return PostResult(reason=exc.reason, details={"error": exc.detail, "source_path": source_path})
+    except cv2.error as exc:
+        return PostResult(reason=UNDECODABLE, details={"error": str(exc).strip(), "source_path": source_path})
+    ih, iw = bgr.shape[:2]
+    faces = detector.detect(bgr)
+    base = {**detector_info, "source_size": [iw, ih], "faces_detected": len(faces)}
+    if not faces:
+        return PostResult(reason=NO_FACE, details={**base, "faces": []})
+    min_crop = int(params.get("min_crop", 64))
+    boxes = [(f, crop_box(f, iw, ih, params)) for f in faces]
+    small = [(f, b) for f, b in boxes if min(b.w, b.h) < min_crop]
+    good = [(f, b) for f, b in boxes if min(b.w, b.h) >= min_crop]
+    if not good:
+        return PostResult(
+            reason=FACE_TOO_SMALL,
+            details={
+                **base,
+                "min_crop": min_crop,
+                "faces": [{"box": _box_list(f), "score": f.score, "crop_size": [b.w, b.h]} for f, b in small],
+            },
+        )
+    level = int(params.get("png_compression", 1))
+    result = PostResult()
+    for n, (face, box) in enumerate(good):
+        pixels = apply_crop(bgr, box, params.get("pad_mode", "replicate"), int(params.get("pad_value", 255)))
+        ok, buf = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, level])
+        if not ok:
+            raise RuntimeError(f"OpenCV could not encode crop {n} of post {post_id} as PNG")
+        out = images_dir / f"{post_id}_{n}.png"
+        write_bytes(out, buf.tobytes())
+        details = {
+            **base,
+            "box": _box_list(face),
+            "score": face.score,
+            "crop": [box.x, box.y, box.w, box.h],
+            "faces_too_small": len(small),
+        }
+        if box.padded:
+            details["pad"] = list(box.pad)
+            details["edge"] = "pad" if params.get("edge") == "pad" else "shift+pad (crop larger than the image)"
+        if any(box.shifted):
+            details["shifted"] = list(box.shifted)
+        result.crops.append(
+            {
+                "n": n,
+                "path": str(out),
+                "width": int(pixels.shape[1]),
+                "height": int(pixels.shape[0]),
+                "source_width": iw,
+                "source_height": ih,
+                "box": face.box(),
+                "crop": (box.x, box.y, box.w, box.h),
+                "padded": box.padded,
+                "score": face.score,
+                "details": details,
+            }
+        )
+    return result
+
+
+# ----------------------------------------------------------------------------------------------- the shard job
+
+
+def _ordered_parallel(fn: Callable[[Any], Any], items: Iterable[Any], threads: int) -> Iterator[Any]:
+    """``map(fn, items)`` on ``threads`` threads, results in input order, at most ~4*threads items in flight."""
+    if threads <= 1:
+        yield from map(fn, items)
+        return
+    window = 4 * threads
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="crop") as pool:
+        pending = []
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.pop(0).result()
+        for fut in pending:
+            yield fut.result()
+
+
+def _progress(total: int, shard: str):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is pinned, but the stage must not need it
+        return None
+    return tqdm(total=total, desc=f"crop {shard}", unit="img", file=sys.stderr, mininterval=5.0, ascii=True)
+
+
+def _clear_stale(images_dir: Path) -> None:
+    """Remove crops of an earlier run so the folder holds exactly this run's output."""
+    if images_dir.is_dir():
+        for p in images_dir.glob("*.png"):
+            p.unlink()
+
+
+def _str_or_empty(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA else str(value)
+
+
+def run_crop(
+    posts: pd.DataFrame,
+    shard: str,
+    images_dir: str | os.PathLike[str],
+    params: dict,
+    cascade_path: str | os.PathLike[str] | None = None,
+    threads: int = 1,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Crop every post in ``posts`` (kept ingest rows) and return the crop manifest frame (not written)."""
+    import cv2
+
+    images_dir = Path(images_dir)
+    images_dir.mkdir(parents=True, exist_ok=True)
+    _clear_stale(images_dir)
+    threads = max(1, int(threads))
+    local = threading.local()
+    probe = make_detector(params, cascade_path)  # fail early (missing cascade, bad key) before any thread starts
+    detector_info = probe.describe()
+    cv_threads = cv2.getNumThreads()
+    if threads > 1:
+        # Parallelism comes from our threads (whole images); OpenCV's own pool would oversubscribe the cores.
+        cv2.setNumThreads(1)
+
+    def work(row: tuple[int, str]) -> PostResult:
+        det = getattr(local, "detector", None)
+        if det is None:
+            det = local.detector = make_detector(params, cascade_path)
+        return crop_post(row[0], row[1], det, params, images_dir, detector_info)
+
+    for col in ("post_id", "item_id", "path"):
+        if col not in posts.columns:
+            raise ValueError(f"ingest manifest has no column {col!r} (is it an ingest manifest?)")
+    jobs = [(int(p), str(s)) for p, s in zip(posts["post_id"], posts["path"], strict=True)]
+    rows = StageRows(STAGE, shard)
+    bar = _progress(len(jobs), shard) if progress else None
+    t0 = time.perf_counter()
+    get = posts.get
+    ext = get("file_ext", pd.Series([""] * len(posts), index=posts.index)).tolist()
+    labels = get("label", pd.Series([None] * len(posts), index=posts.index)).tolist()
+    chars = get("character", pd.Series([None] * len(posts), index=posts.index)).tolist()
+    items = posts["item_id"].astype(str).tolist()
+    n_crops = 0
+    try:
+        for i, res in enumerate(_ordered_parallel(work, jobs, threads)):
+            post_id, source = jobs[i]
+            parent = items[i]
+            if res.reason:
+                rows.dropped(post_id, parent, res.reason, res.details)
+            for c in res.crops:
+                n_crops += 1
+                bx, by, bw, bh = c["box"]
+                cx, cy, cw, chh = c["crop"]
+                label = labels[i]
+                rows.kept(
+                    post_id,
+                    f"{post_id}_{c['n']}",
+                    parent,
+                    c["details"],
+                    path=c["path"],
+                    source_path=source,
+                    source_ext=_str_or_empty(ext[i]),
+                    width=c["width"],
+                    height=c["height"],
+                    source_width=c["source_width"],
+                    source_height=c["source_height"],
+                    face_index=c["n"],
+                    box_x=bx,
+                    box_y=by,
+                    box_w=bw,
+                    box_h=bh,
+                    crop_x=cx,
+                    crop_y=cy,
+                    crop_w=cw,
+                    crop_h=chh,
+                    padded=c["padded"],
+                    detector=detector_info["detector"],
+                    score=c["score"],
+                    label=None if label is None or pd.isna(label) else int(label),
+                    character=_str_or_empty(chars[i]),
+                )
+            if bar is not None:
+                bar.update(1)
+    finally:
+        cv2.setNumThreads(cv_threads)
+        if bar is not None:
+            bar.close()
+    elapsed = time.perf_counter() - t0
+    log.info(
+        "shard %s: %d posts -> %d crops, %d posts dropped in %.1f s (%.1f img/s, %d threads)",
+        shard,
+        len(jobs),
+        n_crops,
+        len(rows) - n_crops,
+        elapsed,
+        len(jobs) / elapsed if elapsed > 0 else 0.0,
+        threads,
+    )
+    df = rows.frame(extra_columns=KEPT_COLUMNS)
+    return _typed(df)
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    ints = ["width", "height", "source_width", "source_height", "face_index", "label"]
+    ints += ["box_x", "box_y", "box_w", "box_h", "crop_x", "crop_y", "crop_w", "crop_h"]
+    for col in ints:
+        df[col] = df[col].astype("Int64")
+    df["score"] = df["score"].astype("Float64")
+    df["padded"] = df["padded"].astype("boolean")
+    for col in ("path", "source_path", "source_ext", "detector", "character"):
+        df[col] = df[col].astype("string")
+    return df
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="animefaces crop", description="Detect and crop faces for one shard.")
+    ap.add_argument("--shard", required=True, help="shard name, e.g. 000")
+    ap.add_argument("--manifest", required=True, help="input: the ingest manifest of this shard (.parquet)")
+    ap.add_argument("--out-manifest", required=True, help="output: the crop manifest of this shard (.parquet)")
+    ap.add_argument("--images", required=True, help="output folder for the crops ({post_id}_{n}.png)")
+    ap.add_argument("--cascade", help="lbpcascade_animeface.xml (needed for detector lbpcascade)")
+    ap.add_argument("--params", help="the crop config section as JSON (defaults filled from the schema)")
+    ap.add_argument("--threads", type=int, default=1, help="worker threads inside this job (default: %(default)s)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    params = parse_params(args.params, "crop")
+    try:
+        posts = read_kept(args.manifest)
+        df = run_crop(posts, args.shard, args.images, params, args.cascade, args.threads, not args.no_progress)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    write_manifest(df, args.out_manifest)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

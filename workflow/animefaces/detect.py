@@ -1,0 +1,172 @@
+"""Anime face detectors behind one interface: ``Detector.detect(bgr) -> list[Face]``.
+
+- ``lbpcascade`` (default, the seed's): grey -> ``cv2.equalizeHist`` -> ``detectMultiScale(scaleFactor,
+  minNeighbors, minSize)`` with nagadomi's LBP cascade. The boxes are exactly those of the plain OpenCV call
+  (``tests/test_detect.py`` proves it on real illustrations); only the score comes from ``detectMultiScale3``
+  (last stage weight) or ``detectMultiScale2`` (neighbour count), which run the same candidate search and the
+  same grouping.
+- ``nvxs``: the ``animeface`` package (libnvxs), likelihood as score.
+
+Faces come back in a deterministic order (:func:`order_faces`): score descending, then top-to-bottom,
+left-to-right. OpenCV collects raw candidates from several threads, so the order of its own output can vary
+between runs; the set of boxes does not.
+
+A ``cv2.CascadeClassifier`` keeps per-call scratch state and is not safe to share between threads: build one
+detector per worker thread (:func:`make_detector` is cheap, ~10 ms).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import numpy as np
+
+LBPCASCADE = "lbpcascade"
+NVXS = "nvxs"
+DETECTORS = (LBPCASCADE, NVXS)
+
+
+@dataclass(frozen=True)
+class Face:
+    """A detected face box in image pixels (x, y = top-left corner) and the detector's score (None if none)."""
+
+    x: int
+    y: int
+    w: int
+    h: int
+    score: float | None = None
+
+    def box(self) -> tuple[int, int, int, int]:
+        return (self.x, self.y, self.w, self.h)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Detector(Protocol):
+    name: str
+
+    def detect(self, bgr: np.ndarray) -> list[Face]: ...
+
+    def describe(self) -> dict: ...
+
+
+def order_faces(faces: Iterable[Face]) -> list[Face]:
+    """Score descending (None last), then y, then x, then size: the order faces are numbered in."""
+    return sorted(faces, key=lambda f: (f.score is None, -(f.score or 0.0), f.y, f.x, f.w, f.h))
+
+
+def equalised_grey(bgr: np.ndarray) -> np.ndarray:
+    """The seed's detector input: grey (BGR weights) with a global histogram equalisation."""
+    import cv2
+
+    grey = bgr if bgr.ndim == 2 else cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    return cv2.equalizeHist(grey)
+
+
+class CascadeDetector:
+    """nagadomi's LBP cascade; defaults are the seed's (1.1, 5, 50x50)."""
+
+    name = LBPCASCADE
+
+    def __init__(
+        self,
+        cascade_path: str | os.PathLike[str],
+        scale_factor: float = 1.1,
+        min_neighbors: int = 5,
+        min_face: int = 50,
+        score: str = "level_weight",
+    ) -> None:
+        import cv2
+
+        if score not in ("level_weight", "neighbours"):
+            raise ValueError(f"crop.cascade_score must be 'level_weight' or 'neighbours', got {score!r}")
+        path = os.fspath(cascade_path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"cascade file {path} not found (run `animefaces fetch-cascade` or the workflow)")
+        try:
+            self._cascade = cv2.CascadeClassifier(path)
+            broken = self._cascade.empty()
+        except (cv2.error, SystemError):  # OpenCV raises on some malformed XML instead of returning empty
+            broken = True
+        if broken:
+            raise ValueError(f"cascade file {path} could not be loaded by OpenCV (corrupt or not a cascade XML)")
+        self.cascade_path = path
+        self.scale_factor = float(scale_factor)
+        self.min_neighbors = int(min_neighbors)
+        self.min_face = int(min_face)
+        self.score = score
+
+    def describe(self) -> dict:
+        return {
+            "detector": self.name,
+            "scale_factor": self.scale_factor,
+            "min_neighbors": self.min_neighbors,
+            "min_face": self.min_face,
+            "score": self.score,
+        }
+
+    def detect_grey(self, grey: np.ndarray) -> list[Face]:
+        """Detect on an already equalised grey image (what the seed feeds the cascade)."""
+        kw = dict(scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(self.min_face,) * 2)
+        if self.score == "level_weight":
+            boxes, _levels, weights = self._cascade.detectMultiScale3(grey, outputRejectLevels=True, **kw)
+        else:
+            boxes, weights = self._cascade.detectMultiScale2(grey, **kw)
+        weights = np.asarray(weights, dtype=np.float64).reshape(-1)
+        faces = [
+            Face(int(x), int(y), int(w), int(h), round(float(s), 6))
+            for (x, y, w, h), s in zip(np.asarray(boxes).reshape(-1, 4), weights, strict=True)
+        ]
+        return order_faces(faces)
+
+    def detect(self, bgr: np.ndarray) -> list[Face]:
+        return self.detect_grey(equalised_grey(bgr))
+
+
+class NvxsDetector:
+    """The ``animeface`` package (libnvxs); ``threshold`` drops faces with a lower likelihood."""
+
+    name = NVXS
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        import animeface  # noqa: F401  (fail early with a clear ImportError)
+
+        self.threshold = float(threshold)
+
+    def describe(self) -> dict:
+        return {"detector": self.name, "threshold": self.threshold}
+
+    def detect(self, bgr: np.ndarray) -> list[Face]:
+        import animeface
+        from PIL import Image
+
+        rgb = np.ascontiguousarray(bgr[:, :, ::-1]) if bgr.ndim == 3 else bgr
+        faces = []
+        for f in animeface.detect(Image.fromarray(rgb)):
+            if f.likelihood < self.threshold:
+                continue
+            b = f.face.pos
+            faces.append(Face(int(b.x), int(b.y), int(b.width), int(b.height), round(float(f.likelihood), 6)))
+        return order_faces(faces)
+
+
+def make_detector(params: dict, cascade_path: str | os.PathLike[str] | None = None) -> Detector:
+    """A detector from the crop config section (``animefaces.config.parse_params(..., "crop")``)."""
+    kind = params.get("detector", LBPCASCADE)
+    if kind == LBPCASCADE:
+        if cascade_path is None:
+            raise ValueError("the lbpcascade detector needs the cascade file (--cascade)")
+        return CascadeDetector(
+            cascade_path,
+            scale_factor=params.get("scale_factor", 1.1),
+            min_neighbors=params.get("min_neighbors", 5),
+            min_face=params.get("min_face", 50),
+            score=params.get("cascade_score", "level_weight"),
+        )
+    if kind == NVXS:
+        return NvxsDetector(threshold=params.get("nvxs_threshold", 0.5))
+    raise ValueError(f"config key crop.detector: unknown detector {kind!r}; choose from {list(DETECTORS)}")
