@@ -1,0 +1,86 @@
+"""HDF5 pack in the layout of BigGAN-PyTorch's ``make_hdf5.py`` (read by its ``ILSVRC_HDF5`` dataset):
+
+- ``imgs``: uint8, ``N x 3 x S x S`` (CHW), chunked along N with chunk shape ``(chunk, 3, S, S)``;
+- ``labels``: int64, ``N`` (chunk ``(chunk,)``);
+- ``item_ids``: the dataset item id of each row (extra; BigGAN ignores it), for provenance.
+
+The file is pre-sized from the dataset table (N is known) and written one chunk-aligned batch at a time, so memory
+is ``chunk x 3 x S x S`` bytes whatever N is, and every write covers whole chunks (no read-modify-write through
+HDF5's chunk cache). Written to a temporary name, fsynced, then renamed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+import h5py
+import numpy as np
+
+from ..atomic import atomic_path
+from .source import PackError, batched, fsync_path
+
+COMPRESSIONS = {"none": None, "lzf": "lzf", "gzip": "gzip"}
+MAX_CHUNK_BYTES = 2**32 - 1  # HDF5's limit on one chunk
+
+
+def chunk_rows(chunk: int, n: int, size: int) -> int:
+    """Rows per chunk: the configured ``chunk`` capped at N and at HDF5's 4 GiB-per-chunk limit."""
+    if chunk < 1:
+        raise PackError(f"pack.hdf5.chunk must be >= 1, got {chunk}")
+    rows = min(int(chunk), n, max(1, MAX_CHUNK_BYTES // (3 * size * size)))
+    return max(1, rows)
+
+
+def write_hdf5(
+    out: str | os.PathLike[str],
+    images: Iterable[np.ndarray],
+    labels: np.ndarray,
+    size: int,
+    item_ids: list[str] | None = None,
+    chunk: int = 500,
+    compression: str = "none",
+    fsync: bool = True,
+) -> int:
+    """Write ``len(labels)`` images (each ``size x size x 3`` uint8 HWC, in order) to ``out``; return the count."""
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(labels)
+    if n == 0:
+        raise PackError("no images to pack")
+    if compression not in COMPRESSIONS:
+        raise PackError(f"pack.hdf5.compression must be one of {sorted(COMPRESSIONS)}, got {compression!r}")
+    rows = chunk_rows(chunk, n, size)
+    filt = COMPRESSIONS[compression]
+    written = 0
+    with atomic_path(out, suffix=".hdf5") as tmp:
+        with h5py.File(tmp, "w") as f:
+            imgs = f.create_dataset(
+                "imgs",
+                shape=(n, 3, size, size),
+                dtype=np.uint8,
+                chunks=(rows, 3, size, size),
+                compression=filt,
+            )
+            for batch in batched(images, rows):
+                end = written + len(batch)
+                if end > n:
+                    raise PackError(f"more images than labels ({n}): the dataset table and the images disagree")
+                chw = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+                if chw.shape[1:] != (3, size, size):
+                    raise PackError(f"image batch has shape {batch.shape[1:]}, expected ({size}, {size}, 3)")
+                imgs.write_direct(chw, dest_sel=np.s_[written:end])
+                written = end
+            if written != n:
+                raise PackError(f"only {written} images for {n} labels: the dataset table and the images disagree")
+            f.create_dataset("labels", data=labels, dtype=np.int64, chunks=(rows,), compression=filt)
+            if item_ids is not None:
+                f.create_dataset("item_ids", data=np.array(item_ids, dtype=object), dtype=h5py.string_dtype())
+        if fsync:
+            fsync_path(tmp)
+    return written
+
+
+def read_hdf5(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
+    """All images (N x 3 x S x S) and labels of a pack (tests, small sets)."""
+    with h5py.File(path, "r") as f:
+        return f["imgs"][:], f["labels"][:]

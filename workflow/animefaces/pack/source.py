@@ -1,0 +1,200 @@
+"""What every pack format reads: the final dataset table written by ``select``, the class table, and the images.
+
+Images are read in dataset order by a small thread pool (Pillow releases the GIL while decoding), each file's
+sha256 is checked against the one ``select`` recorded, and every image must be an ``S x S`` 8-bit RGB picture
+with the same ``S`` for the whole dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+DATASET_COLUMNS = ["item_id", "path", "label", "character", "sha256"]
+UNLABELLED = 0
+UNLABELLED_NAME = "(unlabelled)"
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class PackError(RuntimeError):
+    """A dataset that cannot be packed; the message names the item, file or config key to fix."""
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """One decoded dataset image and the bytes of its file (``rgb`` is H x W x 3 uint8)."""
+
+    item_id: str
+    path: str
+    data: bytes
+    rgb: np.ndarray | None
+
+
+def load_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """The dataset table written by ``select`` (item_id, path, label, character, sha256, ...), in pack order."""
+    if not Path(path).is_file():
+        raise PackError(f"{path}: dataset table not found (run the select step first: snakemake --until select)")
+    df = pd.read_parquet(path)
+    missing = [c for c in DATASET_COLUMNS if c not in df.columns]
+    if missing:
+        raise PackError(f"{path}: dataset table lacks columns {missing} (was it written by `animefaces select`?)")
+    if len(df) == 0:
+        raise PackError(
+            f"{path}: the dataset is empty; nothing to pack. Check select.exclude_file and the select.* class "
+            "filters, and the funnel (`animefaces funnel RES`) for where the items were dropped."
+        )
+    df = df.reset_index(drop=True)
+    df["label"] = df["label"].astype("int64")
+    if (df["label"] < 0).any():
+        bad = df.loc[df["label"] < 0, "item_id"].iloc[0]
+        raise PackError(f"{path}: negative label for item {bad!r}")
+    return df
+
+
+def read_classes(path: str | os.PathLike[str] | None) -> dict[int, str]:
+    """``classes.tsv`` (columns class_id, name, count) as {class_id: name}; label 0 is always '(unlabelled)'."""
+    names: dict[int, str] = {UNLABELLED: UNLABELLED_NAME}
+    if path is None:
+        return names
+    table = pd.read_csv(path, sep="\t", dtype={"name": "string"}, keep_default_na=False)
+    for col in ("class_id", "name"):
+        if col not in table.columns:
+            raise PackError(f"{path}: class table needs columns class_id, name, count; found {list(table.columns)}")
+    for class_id, name in zip(table["class_id"], table["name"], strict=True):
+        names[int(class_id)] = str(name)
+    return names
+
+
+def png_rgb8_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) if ``data`` is a PNG storing 8-bit truecolour RGB without alpha (what a GAN loader reads
+    as a 3-channel uint8 array as is), else None."""
+    if len(data) < 33 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        return None
+    width = int.from_bytes(data[16:20], "big")
+    height = int.from_bytes(data[20:24], "big")
+    bit_depth, colour_type = data[24], data[25]
+    if bit_depth != 8 or colour_type != 2:
+        return None
+    return width, height
+
+
+def decode_rgb(data: bytes, where: str) -> np.ndarray:
+    """Decode image bytes to H x W x 3 uint8 RGB the way a GAN data loader does (Pillow, no colour management)."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.mode not in {"RGB", "L", "P"}:
+                raise PackError(f"{where}: image mode {im.mode} is not 8-bit RGB; normalise should have converted it")
+            if im.mode != "RGB":
+                im = im.convert("RGB")
+            arr = np.asarray(im, dtype=np.uint8)
+    except PackError:
+        raise
+    except Exception as exc:  # Pillow raises many types for a damaged file
+        raise PackError(f"{where}: cannot decode image: {exc}") from exc
+    return arr
+
+
+def read_source(item_id: str, path: str, sha256: str | None, decode: bool = True) -> SourceImage:
+    """Read one dataset file, check its sha256 against the dataset table, and decode it (unless ``decode`` is
+    False, used when the file's bytes are copied as they are)."""
+    where = f"item {item_id} ({path})"
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise PackError(f"{where}: cannot read the normalised image: {exc}. Rerun the workflow (normalise).") from exc
+    if sha256 and hashlib.sha256(data).hexdigest() != sha256:
+        raise PackError(
+            f"{where}: file content changed after select (sha256 mismatch). Rerun with `--forcerun select`."
+        )
+    return SourceImage(item_id, path, data, decode_rgb(data, where) if decode else None)
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int, window: int | None = None) -> Iterator[R]:
+    """``map(fn, items)`` on a thread pool, yielding results in input order with at most ``window`` in flight
+    (so memory stays bounded however many items there are)."""
+    threads = max(1, int(threads))
+    if threads == 1:
+        yield from map(fn, items)
+        return
+    window = window or threads * 4
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def iter_sources(
+    items: pd.DataFrame, order: Sequence[int] | None = None, threads: int = 1, decode: bool = True
+) -> Iterator[SourceImage]:
+    """Read (and decode) the dataset's images in ``order`` (row positions; default: table order)."""
+    ids = items["item_id"].astype(str).tolist()
+    paths = items["path"].astype(str).tolist()
+    shas = items["sha256"].astype("string").fillna("").tolist()
+    rows = range(len(items)) if order is None else order
+
+    def one(i: int) -> SourceImage:
+        return read_source(ids[i], paths[i], shas[i], decode)
+
+    return ordered_map(one, rows, threads)
+
+
+def check_square(img: np.ndarray, size: int | None, where: str) -> int:
+    """The side length of an ``S x S x 3`` image; raise if it differs from ``size`` (when given)."""
+    if img.ndim != 3 or img.shape[2] != 3 or img.shape[0] != img.shape[1]:
+        raise PackError(f"{where}: expected a square RGB image, got shape {img.shape}; packs need S x S images")
+    if size is not None and img.shape[0] != size:
+        raise PackError(f"{where}: image is {img.shape[0]}x{img.shape[1]}, the dataset's first image {size}x{size}")
+    return int(img.shape[0])
+
+
+def iter_arrays(sources: Iterable[SourceImage]) -> Iterator[np.ndarray]:
+    """The decoded arrays of ``sources``, all checked to be ``S x S x 3`` with one ``S``."""
+    size = None
+    for src in sources:
+        assert src.rgb is not None
+        size = check_square(src.rgb, size, f"item {src.item_id} ({src.path})")
+        yield src.rgb
+
+
+def batched(arrays: Iterable[np.ndarray], batch: int) -> Iterator[np.ndarray]:
+    """Stack ``batch`` consecutive H x W x 3 arrays into one (B, H, W, 3) array (the last batch may be short)."""
+    buf: np.ndarray | None = None
+    n = 0
+    for arr in arrays:
+        if buf is None:
+            buf = np.empty((batch, *arr.shape), dtype=np.uint8)
+        if arr.shape != buf.shape[1:]:
+            raise PackError(f"image shape {arr.shape} differs from the first image's {buf.shape[1:]}")
+        buf[n] = arr
+        n += 1
+        if n == batch:
+            yield buf
+            buf, n = None, 0
+    if buf is not None and n:
+        yield buf[:n]
+
+
+def fsync_path(path: str | os.PathLike[str]) -> None:
+    """Flush a written file (or directory entry) to disk before it is renamed into place."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
