@@ -1,1 +1,185 @@
-# report rules: see the issue for this stage (not yet written).
+# Report assets for `snakemake --report report.html` (or .zip): each rule turns other stages' outputs into a
+# figure or table under RES/report/ and marks it for the report with a caption from workflow/report/.
+# Logic lives in animefaces.report (python -m animefaces.report <asset> ...).
+
+
+report: "../report/workflow.rst"
+
+
+REPORT_DIR = f"{RES}/report"
+# Every stage manifest: the funnel and the drop sheets read the whole ledger.
+REPORT_MANIFESTS = {
+    stage: [f"{RES}/{stage}/manifests/{shard}.parquet" for shard in SHARDS]
+    for stage in ["ingest", "crop", "clean", "dedup", "normalise"]
+}
+REPORT_MANIFESTS["ingest"].append(f"{RES}/ingest/manifests/unsharded.parquet")
+REPORT_MANIFESTS["select"] = [f"{RES}/select/manifests/all.parquet"]
+REPORT_PACK_FORMATS = config.get("pack", {}).get("formats", [])
+
+
+rule report_funnel:
+    input:
+        manifests=[f for files in REPORT_MANIFESTS.values() for f in files],
+    output:
+        tsv=report(
+            f"{REPORT_DIR}/funnel.tsv",
+            caption="../report/funnel_table.rst",
+            category="1. Funnel",
+            labels={"figure": "funnel table (TSV)"},
+        ),
+        html=report(
+            f"{REPORT_DIR}/funnel.html",
+            caption="../report/funnel_table.rst",
+            category="1. Funnel",
+            labels={"figure": "funnel table"},
+        ),
+        png=report(
+            f"{REPORT_DIR}/funnel.png",
+            caption="../report/funnel_chart.rst",
+            category="1. Funnel",
+            labels={"figure": "funnel chart"},
+        ),
+    log:
+        f"{RES}/logs/report/funnel.log",
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "python -m animefaces.report funnel {input.manifests:q} --tsv {output.tsv:q} --html {output.html:q}"
+        " --png {output.png:q} > {log:q} 2>&1"
+
+
+rule report_kept:
+    input:
+        dataset=f"{RES}/select/dataset.parquet",
+    output:
+        report(
+            f"{REPORT_DIR}/contact_kept.png",
+            caption="../report/contact_kept.rst",
+            category="2. Kept faces",
+            labels={"figure": "final dataset sample"},
+        ),
+    log:
+        f"{RES}/logs/report/kept.log",
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "python -m animefaces.report kept {input.dataset:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule report_drops:
+    input:
+        manifests=[f for files in REPORT_MANIFESTS.values() for f in files],
+    output:
+        report(
+            directory(f"{REPORT_DIR}/drops"),
+            patterns=["{stage,[a-z]+}-{reason}.png"],
+            caption="../report/contact_drops.rst",
+            category="3. Dropped items",
+            subcategory="{stage}",
+            labels={"stage": "{stage}", "reason": "{reason}"},
+        ),
+    log:
+        f"{RES}/logs/report/drops.log",
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "python -m animefaces.report drops {input.manifests:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule report_pairs:
+    input:
+        manifests=[
+            f
+            for s in ["ingest", "crop", "clean", "dedup"]
+            for f in REPORT_MANIFESTS[s]
+        ],
+    output:
+        report(
+            f"{REPORT_DIR}/dup_pairs.png",
+            caption="../report/dup_pairs.rst",
+            category="4. Duplicates",
+            labels={"figure": "duplicate pairs"},
+        ),
+    log:
+        f"{RES}/logs/report/pairs.log",
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "python -m animefaces.report pairs {input.manifests:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule report_cards:
+    input:
+        cards=[f"{RES}/pack/cards/{fmt}.json" for fmt in REPORT_PACK_FORMATS],
+    output:
+        report(
+            f"{REPORT_DIR}/cards.html",
+            caption="../report/cards.rst",
+            category="5. Dataset packs",
+            labels={"figure": "dataset cards"},
+        ),
+    log:
+        f"{RES}/logs/report/cards.log",
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "python -m animefaces.report cards {input.cards:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule report_training:
+    input:
+        metrics=f"{RES}/train/metrics.jsonl",
+    output:
+        curves=report(
+            f"{REPORT_DIR}/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="6. Training",
+            labels={"figure": "training curves"},
+        ),
+        grids=report(
+            f"{REPORT_DIR}/tick_grids.png",
+            caption="../report/tick_grids.rst",
+            category="6. Training",
+            labels={"figure": "tick grids"},
+        ),
+    log:
+        f"{RES}/logs/report/training.log",
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "python -m animefaces.report training {input.metrics:q} --curves {output.curves:q}"
+        " --montage {output.grids:q} > {log:q} 2>&1"
+
+
+rule report_samples:
+    input:
+        samples=f"{RES}/samples",
+    output:
+        report(
+            directory(f"{REPORT_DIR}/samples"),
+            patterns=["{kind,[a-z]+}-{name}.{ext,png|mp4|webm|gif}"],
+            caption="../report/samples.rst",
+            category="7. Samples",
+            subcategory="{kind}",
+            labels={"figure": "{name}", "kind": "{kind}"},
+        ),
+    log:
+        f"{RES}/logs/report/samples.log",
+    conda:
+        "../../envs/report.yaml"
+    shell:
+        "python -m animefaces.report samples {input.samples:q} --out {output:q} > {log:q} 2>&1"
+
+
+TARGETS.extend(
+    [
+        rules.report_funnel.output.html,
+        rules.report_funnel.output.png,
+        rules.report_kept.output[0],
+        rules.report_drops.output[0],
+        rules.report_pairs.output[0],
+        rules.report_cards.output[0],
+        rules.report_training.output.curves,
+        rules.report_samples.output[0],
+    ]
+)

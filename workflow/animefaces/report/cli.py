@@ -1,0 +1,91 @@
+"""``python -m animefaces.report <asset> ...``: build one report asset (the report rules call these)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import cards, funnel, samples, sheets, training
+
+SOURCES_HELP = "a results directory (e.g. results/demo) or stage manifest files"
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="animefaces report",
+        description="Build the figures and tables that `snakemake --report` collects (one asset kind per command).",
+    )
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("funnel", help="ledger funnel: TSV, HTML table and bar chart")
+    p.add_argument("sources", nargs="+", help=SOURCES_HELP)
+    p.add_argument("--tsv")
+    p.add_argument("--html")
+    p.add_argument("--png")
+
+    p = sub.add_parser("kept", help="contact sheet of a stable sample of the final dataset")
+    p.add_argument("dataset", help="the select stage's final manifest, RES/select/dataset.parquet")
+    p.add_argument("--out", required=True)
+    p.add_argument("-n", type=int, default=64, help="faces to show (default 64)")
+
+    p = sub.add_parser("drops", help="one contact sheet per (stage, drop reason): <out>/<stage>-<reason>.png")
+    p.add_argument("sources", nargs="+", help=SOURCES_HELP)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("-n", type=int, default=32, help="examples per reason (default 32)")
+
+    p = sub.add_parser("pairs", help="duplicate pairs side by side with their distance")
+    p.add_argument("sources", nargs="+", help=SOURCES_HELP)
+    p.add_argument("--out", required=True)
+    p.add_argument("-n", type=int, default=24, help="pairs to show (default 24)")
+
+    p = sub.add_parser("cards", help="pack dataset cards as one HTML table")
+    p.add_argument("cards", nargs="*", help="RES/pack/cards/<format>.json files")
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("training", help="training curves from metrics.jsonl and a montage of tick grids")
+    p.add_argument("metrics", help="RES/train/metrics.jsonl")
+    p.add_argument("--curves", required=True, help="output PNG for the curves")
+    p.add_argument("--grids", nargs="*", default=None, help="tick grid PNGs (default: <metrics dir>/grids/tick-*)")
+    p.add_argument("--montage", required=True, help="output PNG for the tick-grid montage")
+    p.add_argument("-n", type=int, default=4, help="tick grids in the montage (default 4)")
+
+    p = sub.add_parser("samples", help="galleries, figures and videos from the samples folder")
+    p.add_argument("samples", help="RES/samples")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("-n", type=int, default=32, help="images per gallery (default 32)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "funnel":
+        table, problems = funnel.write_funnel(args.sources, args.tsv, args.html, args.png)
+        print(f"funnel: {len(table)} rows, {len(problems)} reconciliation problems")
+        for problem in problems:
+            print(f"RECONCILE: {problem}", file=sys.stderr)
+    elif args.command == "kept":
+        print(f"kept: {sheets.kept_sheet(args.dataset, args.out, n=args.n)} faces -> {args.out}")
+    elif args.command == "drops":
+        written = sheets.drop_sheets(args.sources, args.out, n=args.n)
+        print(f"drops: {len(written)} sheets -> {args.out}")
+    elif args.command == "pairs":
+        print(f"pairs: {sheets.pairs_sheet(args.sources, args.out, n=args.n)} pairs -> {args.out}")
+    elif args.command == "cards":
+        print(f"cards: {cards.write_cards(args.cards, args.out)} cards -> {args.out}")
+    elif args.command == "training":
+        df = training.read_metrics(args.metrics)
+        plotted = training.plot_curves(df, args.curves)
+        grids = args.grids
+        if grids is None:
+            grids = sorted((Path(args.metrics).parent / "grids").glob("tick-*.png"))
+        chosen = training.tick_montage(grids, args.montage, n=args.n)
+        print(f"training: {len(df)} metric rows, {len(plotted)} curves, {len(chosen)} of {len(grids)} tick grids")
+    elif args.command == "samples":
+        written = samples.sample_assets(args.samples, args.out, n=args.n)
+        print(f"samples: {len(written)} assets -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

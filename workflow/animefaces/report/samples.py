@@ -1,0 +1,64 @@
+"""Samples for the report: one gallery sheet per sample folder (e.g. ``RES/samples/psi0.70/``), the sampling
+figures (truncation, style mixing, ...) scaled to a viewable size, and the videos copied for download."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from PIL import Image
+
+from ..atomic import atomic_path
+from .data import stable_sample
+from .images import Tile, contact_sheet, save_png
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".webm", ".gif"}
+MAX_FIGURE = 1536  # px, longest side of a figure in the report
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def gallery(folder: Path, out: Path, n: int = 32, cols: int = 8, tile: int = 96) -> int:
+    """A stable sample of ``n`` images of ``folder`` as a contact sheet captioned by file name."""
+    files = {p.stem: p for p in _images(folder)}
+    chosen = sorted(stable_sample(files, n))
+    tiles = [Tile(path=files[name], lines=[name]) for name in chosen]
+    title = f"{folder.name}: {len(chosen)} of {len(files):,} samples"
+    save_png(contact_sheet(tiles, cols=cols, tile=tile, title=title), out)
+    return len(chosen)
+
+
+def scaled_figure(src: Path, out: Path, max_side: int = MAX_FIGURE) -> None:
+    with Image.open(src) as im:
+        im = im.convert("RGB")
+        if max(im.size) > max_side:
+            im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        save_png(im, out)
+
+
+def sample_assets(samples: str | os.PathLike[str], outdir: str | os.PathLike[str], n: int = 32) -> list[Path]:
+    """Build ``gallery-<folder>.png``, ``figure-<name>.png`` and ``video-<name>.<ext>`` under ``outdir``."""
+    samples, outdir = Path(samples), Path(outdir)
+    if not samples.is_dir():
+        raise FileNotFoundError(f"{samples}: no samples folder (has the sample rule run?)")
+    outdir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for entry in sorted(samples.iterdir()):
+        if entry.is_dir() and _images(entry):
+            target = outdir / f"gallery-{entry.name}.png"
+            gallery(entry, target, n=n)
+        elif entry.is_file() and entry.suffix.lower() in IMAGE_SUFFIXES:
+            target = outdir / f"figure-{entry.stem}.png"
+            scaled_figure(entry, target)
+        elif entry.is_file() and entry.suffix.lower() in VIDEO_SUFFIXES:
+            target = outdir / f"video-{entry.stem}{entry.suffix.lower()}"
+            with atomic_path(target) as tmp:
+                shutil.copyfile(entry, tmp)
+        else:
+            continue
+        written.append(target)
+    return written
