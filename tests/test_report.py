@@ -103,7 +103,15 @@ def build_results(root: Path) -> dict:
 
     (res / "pack" / "cards").mkdir(parents=True)
     for fmt, count in [("hdf5", 1), ("zip", 1)]:
-        card = {"format": fmt, "count": count, "resolution": 32, "disk_bytes": 123456, "classes": {"0": count}}
+        card = {
+            "format": fmt,
+            "count": count,
+            "resolution": 32,
+            "disk_bytes": 123456,
+            "classes": [{"label": 0, "name": "(unlabelled)", "count": count}],
+            "code": {"animefaces": "0.1.0", "git": None},
+            "warnings": [],
+        }
         (res / "pack" / "cards" / f"{fmt}.json").write_text(json.dumps(card))
 
     (res / "train" / "grids").mkdir(parents=True)
@@ -276,24 +284,31 @@ def test_kept_sheet(synth, tmp_path):
 
 
 class _Table(HTMLParser):
+    """Rows of the outermost table as lists of cell texts (nested tables' text goes into their cell)."""
+
     def __init__(self):
         super().__init__()
         self.rows: list[list[str]] = []
-        self._depth = 0
+        self._tables = 0
+        self._in_cell = False
 
     def handle_starttag(self, tag, attrs):
-        if tag == "tr":
+        if tag == "table":
+            self._tables += 1
+        elif self._tables == 1 and tag == "tr":
             self.rows.append([])
-        elif tag in {"td", "th"}:
+        elif self._tables == 1 and tag in {"td", "th"}:
             self.rows[-1].append("")
-            self._depth += 1
+            self._in_cell = True
 
     def handle_endtag(self, tag):
-        if tag in {"td", "th"}:
-            self._depth -= 1
+        if tag == "table":
+            self._tables -= 1
+        elif self._tables == 1 and tag in {"td", "th"}:
+            self._in_cell = False
 
     def handle_data(self, text):
-        if self._depth:
+        if self._in_cell:
             self.rows[-1][-1] += text
 
 
@@ -306,6 +321,8 @@ def test_cards_html_table(synth, tmp_path):
     assert header[:5] == ["card", "format", "count", "resolution", "classes"]
     assert [r[0] for r in rows] == ["hdf5", "zip"]
     assert "120.6 KiB" in rows[0][header.index("disk_bytes")]
+    assert "(unlabelled)" in rows[0][header.index("classes")]  # list of records -> nested table in the cell
+    assert rows[1][header.index("count")] == "1"
     (tmp_path / "broken.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="broken.json"):
         cards.load_cards([tmp_path / "broken.json"])

@@ -37,6 +37,18 @@ def human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def records_table(records: list[dict]) -> str:
+    keys: list[str] = []
+    for rec in records:
+        keys.extend(k for k in rec if k not in keys)
+    head = "".join(f"<th class='l'>{html.escape(k)}</th>" for k in keys)
+    body = "".join(
+        "<tr>" + "".join(f"<td class='l'>{cell(k, rec[k]) if k in rec else ''}</td>" for k in keys) + "</tr>"
+        for rec in records
+    )
+    return f"<table class='nested'><tr>{head}</tr>{body}</table>"
+
+
 def cell(key: str, value) -> str:
     """One table cell: scalars as text (byte counts humanised), objects and lists as a collapsible JSON block."""
     if isinstance(value, dict | list):
@@ -44,8 +56,11 @@ def cell(key: str, value) -> str:
         summary = f"{n} {'entries' if isinstance(value, dict) else 'items'}"
         if isinstance(value, list) and all(not isinstance(v, dict | list) for v in value) and n <= 4:
             return html.escape(", ".join(str(v) for v in value))
-        body = html.escape(json.dumps(value, indent=1, sort_keys=True, default=str))
-        return f"<details><summary>{summary}</summary><pre>{body}</pre></details>"
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            body = records_table(value)  # e.g. per-class counts, pack files: a small nested table
+        else:
+            body = f"<pre>{html.escape(json.dumps(value, indent=1, sort_keys=True, default=str))}</pre>"
+        return f"<details{' open' if n <= 5 else ''}><summary>{summary}</summary>{body}</details>"
     if isinstance(value, int | float) and not isinstance(value, bool) and key.endswith(("bytes", "_size")):
         return f"{html.escape(human_bytes(value))}<br><small>{value:,}</small>"
     if isinstance(value, int) and not isinstance(value, bool):
@@ -60,7 +75,7 @@ def cards_html(cards: list[tuple[str, dict]], title: str = "Dataset cards") -> s
     out = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
         f"<title>{html.escape(title)}</title><style>{STYLE} td {{ vertical-align: top; text-align: left; }}"
-        " pre { margin: 0; font-size: 11px; }</style></head><body>",
+        " pre { margin: 0; font-size: 11px; } table.nested { font-size: 11px; }</style></head><body>",
     ]
     if not cards:
         out.append("<p>No dataset cards: no pack formats are enabled (config key <code>pack.formats</code>).</p>")
