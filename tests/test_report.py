@@ -352,6 +352,11 @@ def test_tick_montage_picks_first_last_and_numeric_order(synth, tmp_path):
     with Image.open(tmp_path / "m.png") as im:
         assert im.width == 3 * 64 + 4 * 8
     assert [training.tick_number(p) for p in training.pick_ticks(grids, 10)] == [0, 2, 4, 9, 10, 11]
+    griddir = synth["res"] / "train" / "grids"
+    assert sorted(training.grid_files([griddir])) == grids
+    index = tmp_path / "index.json"  # the trainer's grids/index.json names the grids relative to itself
+    index.write_text(json.dumps({"grids": [p.name for p in grids[:2]]}))
+    assert training.grid_files([index]) == [tmp_path / p.name for p in grids[:2]]
 
 
 def test_sample_assets(synth, tmp_path):

@@ -46,7 +46,12 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("training", help="training curves from metrics.jsonl and a montage of tick grids")
     p.add_argument("metrics", help="RES/train/metrics.jsonl")
     p.add_argument("--curves", required=True, help="output PNG for the curves")
-    p.add_argument("--grids", nargs="*", default=None, help="tick grid PNGs (default: <metrics dir>/grids/tick-*)")
+    p.add_argument(
+        "--grids",
+        nargs="*",
+        default=None,
+        help="tick grid PNGs, grid folders or grids/index.json (default: <metrics dir>/grids/)",
+    )
     p.add_argument("--montage", required=True, help="output PNG for the tick-grid montage")
     p.add_argument("-n", type=int, default=4, help="tick grids in the montage (default 4)")
 
@@ -76,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "training":
         df = training.read_metrics(args.metrics)
         plotted = training.plot_curves(df, args.curves)
-        grids = args.grids
-        if grids is None:
-            grids = sorted((Path(args.metrics).parent / "grids").glob("tick-*.png"))
+        grids = training.grid_files(args.grids if args.grids is not None else [Path(args.metrics).parent / "grids"])
         chosen = training.tick_montage(grids, args.montage, n=args.n)
         print(f"training: {len(df)} metric rows, {len(plotted)} curves, {len(chosen)} of {len(grids)} tick grids")
     elif args.command == "samples":

@@ -90,6 +90,20 @@ def tick_number(path: str | os.PathLike[str]) -> int:
     return int(m.group(1))
 
 
+def grid_files(sources: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """Tick grid PNGs from files, grid folders (``tick-*.png`` inside) or the trainer's ``grids/index.json``."""
+    files: list[Path] = []
+    for src in map(Path, sources):
+        if src.is_dir():
+            files.extend(sorted(src.glob("tick-*.png")))
+        elif src.suffix == ".json":
+            index = json.loads(src.read_text(encoding="utf-8"))
+            files.extend(src.parent / name for name in index.get("grids", []))
+        else:
+            files.append(src)
+    return files
+
+
 def pick_ticks(paths: Sequence[str | os.PathLike[str]], n: int = 4) -> list[Path]:
     """``n`` grids evenly spread over training, always the first and the last."""
     ordered = sorted((Path(p) for p in paths), key=tick_number)
