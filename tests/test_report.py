@@ -472,3 +472,47 @@ def test_report_rules_build_a_report(synth, tmp_path):
     )
     assert {"gallery-psi0.70.png", "figure-truncation.png", "video-interpolation.mp4"} <= set(files)
     assert files["crop-no_face.png"]["labels"] == {"stage": "crop", "reason": "no_face"}
+
+
+# ---------------------------------------------------------------- the whole report on the demo (slow)
+
+IGNORE = shutil.ignore_patterns(
+    ".git", ".venv*", "results", ".snakemake", "__pycache__", ".pytest_cache", ".ruff_cache", "report.*", "*.out"
+)
+
+
+@pytest.mark.slow
+def test_report_on_the_demo(repo, shared, tmp_path):
+    """Run the demo workflow in a copy of the repo, build `snakemake --report report.zip`, and check that every
+    section is there with its caption, and that the figures agree with the ledger."""
+    work = tmp_path / "wf"
+    shutil.copytree(repo, work, ignore=IGNORE)
+    import yaml
+
+    cfg = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    cfg.setdefault("crop", {})["cascade_path"] = str(shared / "cascade" / "lbpcascade_animeface.xml")
+    (work / "test-config.yaml").write_text(yaml.safe_dump(cfg))
+    venv_bin = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"}
+    base = [str(venv_bin / "snakemake"), "--configfile", "test-config.yaml"]
+    run = subprocess.run([*base, "--cores", "2"], cwd=work, capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
+    run = subprocess.run([*base, "--report", "report.zip"], cwd=work, capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
+
+    res = work / "results" / cfg["dataset"]["name"]
+    rows = data.load_rows(res)
+    pictured = rows[(rows["status"] == "dropped") & rows["stage"].isin(sheets.PICTURE_STAGES)]
+    expect = {sheets.drop_sheet_name(s, r) for s, r in zip(pictured["stage"], pictured["reason"], strict=True)}
+    assert expect, "the demo plants problem cases: some items must be dropped after ingest"
+    files = check_report_zip(work / "report.zip", expect)
+    assert any(name.startswith("gallery-") for name in files), "no sample gallery in the report"
+    # the funnel in the report is the ledger's
+    table = pd.read_csv(res / "report" / "funnel.tsv", sep="\t", dtype={"reason": str}, keep_default_na=False)
+    ledger = funnel(load_ledger(res))
+    assert table["dropped"].astype(int).tolist() == ledger["dropped"].astype(int).tolist()
+    assert reconcile(load_ledger(res)) == []
+    dataset = pd.read_parquet(res / "select" / "dataset.parquet")
+    with Image.open(res / "report" / "contact_kept.png") as im:
+        n = min(64, len(dataset))
+        assert im.size in {images.sheet_size(n, 8, 96, lines, 4, True) for lines in (1, 2)}  # id (+ character)
