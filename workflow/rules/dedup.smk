@@ -1,1 +1,24 @@
-# dedup rules: see the issue for this stage (not yet written).
+# Duplicate removal: ONE global job over every shard's clean manifest (near duplicates cross shards).
+# Exact duplicates by decoded pixels / file bytes, near duplicates by perceptual hash (sub-quadratic search).
+
+
+rule dedup:
+    input:
+        manifests=expand(f"{RES}/clean/manifests/{{shard}}.parquet", shard=SHARDS),
+    output:
+        manifests=expand(f"{RES}/dedup/manifests/{{shard}}.parquet", shard=SHARDS),
+        pairs=f"{RES}/dedup/pairs.parquet",
+    log:
+        f"{RES}/logs/dedup.log",
+    benchmark:
+        f"{RES}/benchmarks/dedup.tsv"
+    conda:
+        "../../envs/vision.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        cfg=section_json(config, "dedup"),
+    shell:
+        "python -m animefaces.dedup --inputs {input.manifests:q} --outputs {output.manifests:q}"
+        " --pairs {output.pairs:q} --params {params.cfg:q} > {log:q} 2>&1"

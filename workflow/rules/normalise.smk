@@ -1,1 +1,29 @@
-# normalise rules: see the issue for this stage (not yet written).
+# Normalisation (per shard): upscale small crops, resize/pad to exactly size x size 8-bit sRGB, PNG or JPEG,
+# then the strict gate (every written file re-opened and checked; failures never go downstream).
+
+
+rule normalise:
+    input:
+        manifest=f"{RES}/dedup/manifests/{{shard}}.parquet",
+        crops=f"{RES}/crop/images/{{shard}}",
+    output:
+        manifest=f"{RES}/normalise/manifests/{{shard}}.parquet",
+        images=directory(f"{RES}/normalise/images/{{shard}}"),
+    log:
+        f"{RES}/logs/normalise/{{shard}}.log",
+    benchmark:
+        f"{RES}/benchmarks/normalise/{{shard}}.tsv"
+    conda:
+        "../../envs/vision.yaml"
+    threads: 2
+    resources:
+        mem_mb=2000,
+    params:
+        cfg=section_json(config, "normalise"),
+    shell:
+        "python -m animefaces.normalise --shard {wildcards.shard} --input {input.manifest:q}"
+        " --output {output.manifest:q} --images {output.images:q} --params {params.cfg:q}"
+        " --threads {threads} > {log:q} 2>&1"
+
+
+TARGETS += expand(f"{RES}/normalise/manifests/{{shard}}.parquet", shard=SHARDS)

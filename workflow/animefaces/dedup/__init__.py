@@ -1,0 +1,58 @@
+"""Dedup stage (one global job): exact and near-duplicate removal across all shards.
+
+``python -m animefaces.dedup --inputs RES/clean/manifests/000.parquet ... --outputs RES/dedup/manifests/000.parquet
+... --pairs RES/dedup/pairs.parquet --params '{"max_distance": 8}'``
+
+Modules: :mod:`.hashing` (pixel/file/perceptual hashes, computed by the clean stage), :mod:`.index` (sub-quadratic
+Hamming search), :mod:`.core` (grouping and the survivor rule; see its docstring).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from ..atomic import atomic_path
+from ..config import parse_params
+from ..manifest import read_manifest, write_manifest
+from .core import EXACT, NEAR, dedup_manifests, find_duplicates
+from .index import all_pairs, near_pairs, plan
+
+__all__ = ["EXACT", "NEAR", "all_pairs", "dedup_manifests", "find_duplicates", "main", "near_pairs", "plan"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="animefaces dedup",
+        description="Drop exact and near duplicates across every shard's clean manifest (one global job).",
+    )
+    ap.add_argument("--inputs", nargs="+", required=True, help="clean manifests, one per shard")
+    ap.add_argument("--outputs", nargs="+", required=True, help="dedup manifests, same order and count as --inputs")
+    ap.add_argument("--pairs", required=True, help="Parquet table of every duplicate pair found")
+    ap.add_argument("--params", default="{}", help="the dedup config section as JSON")
+    args = ap.parse_args(argv)
+    if len(args.inputs) != len(args.outputs):
+        ap.error(f"--inputs has {len(args.inputs)} files but --outputs has {len(args.outputs)}")
+    params = parse_params(args.params, "dedup")
+    t0 = time.perf_counter()
+    frames = {}
+    shard_of_output = {}
+    for inp, out in zip(args.inputs, args.outputs, strict=True):
+        shard = Path(inp).stem
+        if Path(out).stem != shard:
+            ap.error(f"output {out} does not match input {inp} (same shard name expected)")
+        if shard in frames:
+            ap.error(f"shard {shard} given twice in --inputs")
+        frames[shard] = read_manifest(inp)
+        shard_of_output[shard] = out
+    results, pairs, summary = dedup_manifests(frames, params)
+    with atomic_path(args.pairs, suffix=".parquet") as tmp:
+        pairs.to_parquet(tmp, index=False, compression="zstd")
+    for shard, frame in results.items():
+        write_manifest(frame, shard_of_output[shard])
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
+    print(json.dumps(summary, sort_keys=True), file=sys.stderr)
+    return 0

@@ -1,0 +1,284 @@
+"""Global duplicate removal over every shard's clean manifest: exact duplicates, then near duplicates.
+
+1. Exact: items with the same decoded-pixel SHA-256 (re-encodings with identical pixels) or the same file SHA-256
+   are one group (connected components over both keys); the group's best item survives.
+2. Near: among the exact survivors, all pairs whose 64-bit perceptual hashes are within ``max_distance`` bits
+   (:func:`animefaces.dedup.index.near_pairs`, sub-quadratic). Grouping is **nearest-survivor**, not transitive:
+   items are visited best first; an item is dropped when an already-kept item lies within ``max_distance``, as a
+   duplicate of the nearest such item (ties: the better one), else it is kept. So every dropped item is within
+   ``max_distance`` of its survivor, and chains (A~B~C with A, C far apart) cannot merge unrelated pictures.
+
+"Best" (the survivor rule, deterministic): largest resolution (w * h), then lossless source over lossy, then lowest
+post id, then item id.
+
+Every dropped row records ``duplicate_of`` (the kept item it duplicates; an exact duplicate of an item that was
+itself dropped as a near duplicate points at the final survivor, with ``identical_to`` naming the exact twin) and
+``distance`` (Hamming distance of the perceptual hashes). ``pairs.parquet`` lists every pair found.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from ..manifest import DROPPED, KEPT, LEDGER_COLUMNS, StageRows
+from .hashing import as_uint64
+from .index import near_pairs
+
+STAGE = "dedup"
+EXACT = "exact_duplicate"
+NEAR = "near_duplicate"
+REQUIRED = ["item_id", "post_id", "width", "height", "lossless", "pixel_sha256", "file_sha256", "phash"]
+PAIR_COLUMNS = [
+    "kind",
+    "distance",
+    "item_a",
+    "item_b",
+    "shard_a",
+    "shard_b",
+    "path_a",
+    "path_b",
+    "dropped",
+]
+
+
+def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Component label (the smallest member index) of each of ``n`` nodes given undirected edges ``a[k]-b[k]``.
+
+    Vectorised label propagation with pointer jumping; converges in a few rounds for the star-shaped edge sets
+    built here."""
+    labels = np.arange(n, dtype=np.int64)
+    if len(a) == 0:
+        return labels
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    while True:
+        la, lb = labels[a], labels[b]
+        low = np.minimum(la, lb)
+        new = labels.copy()
+        np.minimum.at(new, la, low)
+        np.minimum.at(new, lb, low)
+        new = new[new]  # pointer jumping
+        while True:
+            nxt = new[new]
+            if np.array_equal(nxt, new):
+                break
+            new = nxt
+        if np.array_equal(new, labels):
+            return labels
+        labels = new
+
+
+def priority_rank(df: pd.DataFrame) -> np.ndarray:
+    """Rank of each row under the survivor rule (0 = best): w*h desc, lossless first, post id asc, item id asc."""
+    area = df["width"].astype("int64").to_numpy() * df["height"].astype("int64").to_numpy()
+    lossy = (~df["lossless"].astype(bool)).to_numpy().astype(np.int8)
+    post = df["post_id"].astype("Int64").fillna(np.iinfo(np.int64).max).astype("int64").to_numpy()
+    item = df["item_id"].astype(str).to_numpy()
+    order = np.lexsort((item, post, lossy, -area))
+    rank = np.empty(len(df), dtype=np.int64)
+    rank[order] = np.arange(len(df))
+    return rank
+
+
+def _key_edges(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edges from every item to the first item sharing its key (empty keys never match)."""
+    codes, uniques = pd.factorize(pd.Series(keys, dtype="string"), use_na_sentinel=True)
+    valid = codes >= 0
+    if len(uniques):
+        empty = np.flatnonzero(pd.Index(uniques).astype(str) == "")
+        if len(empty):
+            valid &= codes != empty[0]
+    idx = np.flatnonzero(valid)
+    first = np.full(len(uniques), -1, dtype=np.int64)
+    # first occurrence of each code: assign in reverse so the earliest index wins
+    first[codes[idx][::-1]] = idx[::-1]
+    a = idx
+    b = first[codes[idx]]
+    keep = a != b
+    return a[keep], b[keep]
+
+
+def find_duplicates(df: pd.DataFrame, max_distance: int, near: bool = True) -> pd.DataFrame:
+    """Decide every row of ``df`` (the kept clean rows of all shards).
+
+    Returns a frame aligned with ``df`` with columns ``status``, ``reason``, ``duplicate_of`` (row index of the
+    survivor or -1), ``identical_to`` (row index of the exact twin that survived the exact step, or -1),
+    ``distance``, plus ``pairs``: a frame of (a, b, distance, kind) row-index pairs in ``attrs``.
+    """
+    n = len(df)
+    rank = priority_rank(df)
+    hashes = as_uint64(df["phash"].astype("int64").to_numpy())
+
+    # 1. exact groups over both keys; the best-ranked member of each component survives
+    ea, eb = [], []
+    for col in ("pixel_sha256", "file_sha256"):
+        a, b = _key_edges(df[col].fillna("").astype(str).to_numpy())
+        ea.append(a)
+        eb.append(b)
+    comp = connected_components(n, np.concatenate(ea), np.concatenate(eb))
+    best_of_comp: dict[int, int] = {}
+    for idx in np.argsort(rank, kind="stable"):
+        best_of_comp.setdefault(int(comp[idx]), int(idx))
+    exact_rep = np.array([best_of_comp[int(c)] for c in comp], dtype=np.int64)
+    is_rep = exact_rep == np.arange(n)
+
+    # 2. near duplicates among the exact survivors: nearest kept neighbour in priority order
+    reps = np.flatnonzero(is_rep)
+    near_of = np.full(n, -1, dtype=np.int64)
+    near_dist = np.zeros(n, dtype=np.int64)
+    pair_a, pair_b, pair_d = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if near and len(reps) > 1:
+        i, j, d = near_pairs(hashes[reps], max_distance)
+        gi, gj = reps[i], reps[j]
+        better_first = rank[gi] < rank[gj]
+        pair_a = np.where(better_first, gi, gj)  # a: the better item of the pair
+        pair_b = np.where(better_first, gj, gi)
+        pair_d = d
+        # visit the worse item of each pair in priority order; its better neighbours are already decided
+        order = np.lexsort((rank[pair_a], pair_d, rank[pair_b]))
+        for k in order:
+            a, b = int(pair_a[k]), int(pair_b[k])
+            if near_of[b] >= 0 or near_of[a] >= 0:
+                continue  # b already matched (a nearer survivor came first) or a is itself dropped
+            near_of[b] = a
+            near_dist[b] = int(pair_d[k])
+
+    status = np.full(n, KEPT, dtype=object)
+    reason = np.full(n, "", dtype=object)
+    duplicate_of = np.full(n, -1, dtype=np.int64)
+    identical_to = np.full(n, -1, dtype=np.int64)
+    distance = np.zeros(n, dtype=np.int64)
+    for idx in range(n):
+        rep = int(exact_rep[idx])
+        final = rep if near_of[rep] < 0 else int(near_of[rep])
+        if idx != rep:
+            status[idx], reason[idx] = DROPPED, EXACT
+            duplicate_of[idx] = final
+            if final != rep:
+                identical_to[idx] = rep
+        elif near_of[idx] >= 0:
+            status[idx], reason[idx] = DROPPED, NEAR
+            duplicate_of[idx] = final
+        if duplicate_of[idx] >= 0:
+            distance[idx] = int(np.bitwise_count(hashes[idx] ^ hashes[duplicate_of[idx]]))
+    out = pd.DataFrame(
+        {
+            "status": status,
+            "reason": reason,
+            "duplicate_of": duplicate_of,
+            "identical_to": identical_to,
+            "distance": distance,
+        },
+        index=df.index,
+    )
+    ex = np.flatnonzero(~is_rep)
+    pairs = pd.DataFrame(
+        {
+            "a": np.concatenate([exact_rep[ex], pair_a]),
+            "b": np.concatenate([ex, pair_b]),
+            "distance": np.concatenate([np.bitwise_count(hashes[exact_rep[ex]] ^ hashes[ex]).astype(np.int64), pair_d]),
+            "kind": ["exact"] * len(ex) + ["near"] * len(pair_a),
+        }
+    )
+    out.attrs["pairs"] = pairs
+    return out
+
+
+def dedup_manifests(
+    frames: dict[str, pd.DataFrame], params: dict
+) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, dict]:
+    """Dedup the kept rows of every shard's clean manifest (``{shard: manifest}``) globally.
+
+    Returns ``({shard: dedup manifest}, pairs table, summary)``."""
+    parts = []
+    for shard, frame in frames.items():
+        missing = [c for c in REQUIRED if c not in frame.columns and len(frame)]
+        if missing and (frame["status"] == KEPT).any():
+            raise ValueError(
+                f"clean manifest of shard {shard} lacks columns {missing}: rerun the clean stage (animefaces.clean)"
+            )
+        kept = frame[frame["status"] == KEPT].copy()
+        kept["_shard"] = shard
+        parts.append(kept)
+    allk = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*LEDGER_COLUMNS, "_shard"])
+    if len(allk):
+        methods = sorted(set(allk.get("phash_method", pd.Series(["phash"])).dropna().astype(str)))
+        if len(methods) > 1:
+            raise ValueError(
+                f"clean manifests were hashed with different methods {methods}: rerun clean for every shard"
+            )
+        dup = allk["item_id"][allk["item_id"].duplicated()]
+        if len(dup):
+            raise ValueError(f"item id {dup.iloc[0]!r} is kept in more than one clean manifest")
+    decision = (
+        find_duplicates(allk, int(params["max_distance"]), bool(params.get("near", True)))
+        if len(allk)
+        else pd.DataFrame(columns=["status", "reason", "duplicate_of", "identical_to", "distance"])
+    )
+    items = allk["item_id"].astype(str).to_numpy() if len(allk) else np.array([], dtype=object)
+
+    rows = {shard: StageRows(STAGE, shard) for shard in frames}
+    carry = [c for c in allk.columns if c not in LEDGER_COLUMNS and c != "_shard"]
+    status = decision["status"].to_numpy()
+    reason = decision["reason"].to_numpy()
+    dup_of = decision["duplicate_of"].to_numpy()
+    twin = decision["identical_to"].to_numpy()
+    dist = decision["distance"].to_numpy()
+    for idx, rec in enumerate(allk.to_dict(orient="records")):
+        post_id = None if pd.isna(rec["post_id"]) else int(rec["post_id"])
+        item = str(rec["item_id"])
+        target = rows[rec["_shard"]]
+        if status[idx] == KEPT:
+            target.kept(post_id, item, item, **{c: rec[c] for c in carry})
+        else:
+            details = {"duplicate_of": items[int(dup_of[idx])], "distance": int(dist[idx])}
+            if int(twin[idx]) >= 0:
+                details["identical_to"] = items[int(twin[idx])]
+            target.dropped(post_id, item, str(reason[idx]), details)
+    extra = carry
+    out = {shard: r.frame(extra_columns=extra) for shard, r in rows.items()}
+
+    pairs = decision.attrs.get("pairs") if len(allk) else None
+    if pairs is None or not len(pairs):
+        pairs_df = pd.DataFrame(
+            {c: pd.Series(dtype="string" if c not in ("distance",) else "int64") for c in PAIR_COLUMNS}
+        )
+    else:
+        a = pairs["a"].to_numpy()
+        b = pairs["b"].to_numpy()
+        path = allk["path"].astype(str).to_numpy() if "path" in allk else np.full(len(allk), "", dtype=object)
+        shard = allk["_shard"].astype(str).to_numpy()
+        dropped_mask_a = (decision["status"].to_numpy() == DROPPED)[a]
+        dropped_mask_b = (decision["status"].to_numpy() == DROPPED)[b]
+        dropped = np.where(dropped_mask_b, items[b], np.where(dropped_mask_a, items[a], ""))
+        pairs_df = pd.DataFrame(
+            {
+                "kind": pairs["kind"].astype("string"),
+                "distance": pairs["distance"].astype("int64"),
+                "item_a": pd.array(items[a], dtype="string"),
+                "item_b": pd.array(items[b], dtype="string"),
+                "shard_a": pd.array(shard[a], dtype="string"),
+                "shard_b": pd.array(shard[b], dtype="string"),
+                "path_a": pd.array(path[a], dtype="string"),
+                "path_b": pd.array(path[b], dtype="string"),
+                "dropped": pd.array(dropped, dtype="string"),
+            }
+        ).sort_values(["kind", "distance", "item_a", "item_b"], ignore_index=True)
+    n_exact = int((decision["reason"] == EXACT).sum()) if len(allk) else 0
+    n_near = int((decision["reason"] == NEAR).sum()) if len(allk) else 0
+    summary = {
+        "items": len(allk),
+        "kept": len(allk) - n_exact - n_near,
+        EXACT: n_exact,
+        NEAR: n_near,
+        "pairs": len(pairs_df),
+        "max_distance": int(params["max_distance"]),
+    }
+    return out, pairs_df, summary
+
+
+def summary_json(summary: dict) -> str:
+    return json.dumps(summary, sort_keys=True)

@@ -1,0 +1,73 @@
+"""Content hashes used for duplicate detection: exact (decoded pixels, file bytes) and perceptual (64-bit).
+
+Perceptual hashes are 64-bit fingerprints (8 x 8 bits from :mod:`imagehash`) packed row-major, first bit most
+significant, into an unsigned integer; manifests store them as int64 (the same 64 bits, two's complement) because
+Parquet and pandas have no portable uint64 column. :func:`as_uint64` turns a column back into unsigned words.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+
+import imagehash
+import numpy as np
+from PIL import Image
+
+HASH_BITS = 64
+_HASH_SIZE = 8  # 8 x 8 = 64 bits
+
+PERCEPTUAL_HASHES: dict[str, Callable[[Image.Image], imagehash.ImageHash]] = {
+    "phash": lambda im: imagehash.phash(im, hash_size=_HASH_SIZE),
+    "dhash": lambda im: imagehash.dhash(im, hash_size=_HASH_SIZE),
+    "whash": lambda im: imagehash.whash(im, hash_size=_HASH_SIZE),
+    "ahash": lambda im: imagehash.average_hash(im, hash_size=_HASH_SIZE),
+}
+
+
+def pixel_sha256(rgb: np.ndarray) -> str:
+    """SHA-256 of decoded pixels plus their shape: re-encodings with identical pixels get the same digest."""
+    arr = np.ascontiguousarray(rgb)
+    h = hashlib.sha256(f"{arr.dtype.str}:{'x'.join(map(str, arr.shape))}:".encode())
+    h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
+
+
+def file_sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def bits_to_int(bits: np.ndarray) -> int:
+    """Pack a boolean hash array (row-major, first element = most significant bit) into an unsigned int."""
+    flat = np.asarray(bits, dtype=bool).ravel()
+    if flat.size != HASH_BITS:
+        raise ValueError(f"expected {HASH_BITS} hash bits, got {flat.size}")
+    return int.from_bytes(np.packbits(flat).tobytes(), "big")
+
+
+def to_int64(value: int) -> int:
+    """The unsigned 64-bit hash as the signed int64 with the same bits (for storage)."""
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
+def perceptual_hash(rgb: np.ndarray | Image.Image, method: str = "phash") -> int:
+    """64-bit perceptual hash of an RGB image as a signed int64 (same bits as the unsigned hash)."""
+    try:
+        fn = PERCEPTUAL_HASHES[method]
+    except KeyError:
+        raise ValueError(f"unknown perceptual hash {method!r}; choose one of {sorted(PERCEPTUAL_HASHES)}") from None
+    im = rgb if isinstance(rgb, Image.Image) else Image.fromarray(np.asarray(rgb, dtype=np.uint8), "RGB")
+    return to_int64(bits_to_int(fn(im).hash))
+
+
+def as_uint64(values) -> np.ndarray:
+    """A column of stored (int64) hashes as a uint64 array (bit-identical view)."""
+    arr = np.asarray(values)
+    if arr.dtype == np.uint64:
+        return np.ascontiguousarray(arr)
+    return np.ascontiguousarray(arr.astype(np.int64, copy=False)).view(np.uint64)
+
+
+def hamming(a, b) -> np.ndarray:
+    """Element-wise Hamming distance between hash arrays (int64 or uint64)."""
+    return np.bitwise_count(as_uint64(a) ^ as_uint64(b)).astype(np.int64)
