@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .columns import carried_dtypes, na_columns, with_dtypes
 from .config import parse_params
 from .decode import ImageRejected, format_of_file, is_lossless, load_rgb
 from .dedup.hashing import file_sha256, perceptual_hash, pixel_sha256
@@ -56,6 +57,18 @@ KEPT_COLUMNS = [
     "source_format",
     "lossless",
 ]
+# Nullable dtypes: dropped rows have no hashes, and a float column would silently round 64-bit hashes.
+KEPT_DTYPES = {
+    "width": "Int64",
+    "height": "Int64",
+    "file_bytes": "Int64",
+    "file_sha256": "string",
+    "pixel_sha256": "string",
+    "phash": "Int64",
+    "phash_method": "string",
+    "source_format": "string",
+    "lossless": "boolean",
+}
 _EXT_FORMATS = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "gif": "GIF", "webp": "WEBP", "bmp": "BMP"}
 
 
@@ -239,17 +252,19 @@ def clean_frame(
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         verdicts = list(pool.map(run, records))
     rows = StageRows(STAGE, shard)
+    empty = na_columns([c for c in [*carry, *KEPT_DTYPES] if c != "path"])
     for rec, v in zip(records, verdicts, strict=True):
         post = rec.get("post_id")
         post_id = None if post is None or pd.isna(post) else int(post)
         item = str(rec["item_id"])
         if v.reason:
-            rows.dropped(post_id, item, v.reason, {"path": str(rec["path"]), **v.details})
+            rows.dropped(post_id, item, v.reason, {"path": str(rec["path"]), **v.details}, **empty)
         else:
             cols = {c: rec[c] for c in carry}
             cols.update(v.cols)
             rows.kept(post_id, item, item, v.details, **cols)
-    return rows.frame(extra_columns=[*carry, *KEPT_COLUMNS])
+    out = rows.frame(extra_columns=[*carry, *KEPT_COLUMNS])
+    return with_dtypes(out, {**carried_dtypes(items, carry), **KEPT_DTYPES})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -231,12 +231,12 @@ def _to_rgb(im: Image.Image, background: tuple[int, int, int]) -> tuple[Image.Im
     if im.mode in _WIDE_GREY_MODES:
         arr = np.asarray(im).astype(np.uint32)
         scale = 65535 if arr.max(initial=0) > 255 else 255
-        im = Image.fromarray((arr * 255 // scale).astype(np.uint8), "L")
+        im = Image.fromarray((arr * 255 // scale).astype(np.uint8))
         info["bit_depth_reduced"] = True
     elif im.mode == "F":
         arr = np.asarray(im, dtype=np.float64)
         top = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
-        im = Image.fromarray(np.clip(arr / top * 255 + 0.5, 0, 255).astype(np.uint8), "L")
+        im = Image.fromarray(np.clip(arr / top * 255 + 0.5, 0, 255).astype(np.uint8))
         info["bit_depth_reduced"] = True
     if im.mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")

@@ -35,6 +35,7 @@ import pandas as pd
 from PIL import Image
 
 from .atomic import write_bytes
+from .columns import carried_dtypes, na_columns, with_dtypes
 from .config import parse_params
 from .decode import ImageRejected, load_rgb
 from .manifest import LEDGER_COLUMNS, StageRows, read_kept, write_manifest
@@ -58,13 +59,27 @@ KEPT_COLUMNS = [
     "character",
 ]
 
+KEPT_DTYPES = {
+    "path": "string",
+    "sha256": "string",
+    "width": "Int64",
+    "height": "Int64",
+    "format": "string",
+    "upscale_factor": "Int64",
+    "crop_path": "string",
+    "crop_width": "Int64",
+    "crop_height": "Int64",
+    "label": "Int64",
+    "character": "string",
+}
+
 
 def fit_image(rgb: np.ndarray, size: int, fit: str = "pad", pad_colour=(0, 0, 0)) -> np.ndarray:
     """Resize keeping the aspect ratio, then pad or crop to exactly ``size`` x ``size``."""
     h, w = rgb.shape[:2]
     if (h, w) == (size, size):
         return rgb
-    im = Image.fromarray(rgb, "RGB")
+    im = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
     if fit == "pad":
         scale = size / max(w, h)
         nw, nh = max(1, min(size, round(w * scale))), max(1, min(size, round(h * scale)))
@@ -87,7 +102,7 @@ def fit_image(rgb: np.ndarray, size: int, fit: str = "pad", pad_colour=(0, 0, 0)
 def encode(rgb: np.ndarray, fmt: str = "png", quality: int = 95) -> bytes:
     """PNG (lossless) or baseline JPEG at ``quality``; no metadata (pixels are sRGB)."""
     buf = io.BytesIO()
-    im = Image.fromarray(rgb, "RGB")
+    im = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
     if fmt == "png":
         im.save(buf, format="PNG", compress_level=6)
     elif fmt == "jpeg":
@@ -219,19 +234,21 @@ def normalise_frame(
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         outcomes = list(pool.map(run, records))
     rows = StageRows(STAGE, shard)
+    empty = na_columns([c for c in [*carry, *KEPT_DTYPES] if c != "path"])
     for rec, o in zip(records, outcomes, strict=True):
         post = rec.get("post_id")
         post_id = None if post is None or pd.isna(post) else int(post)
         item = str(rec["item_id"])
         if o.reason:
-            rows.dropped(post_id, item, o.reason, o.details)
+            rows.dropped(post_id, item, o.reason, o.details, **empty)
         else:
             cols = {c: rec[c] for c in carry}
             cols.update(o.cols)
             cols.setdefault("label", None)
             cols.setdefault("character", "")
             rows.kept(post_id, item, item, o.details, **cols)
-    return rows.frame(extra_columns=[*KEPT_COLUMNS, *carry])
+    out = rows.frame(extra_columns=[*KEPT_COLUMNS, *carry])
+    return with_dtypes(out, {**carried_dtypes(items, carry), **KEPT_DTYPES})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,8 +85,8 @@ class LanczosUpscaler(Upscaler):
 
     def _upscale(self, rgb: np.ndarray, factor: int) -> np.ndarray:
         h, w = rgb.shape[:2]
-        im = Image.fromarray(rgb, "RGB").resize((w * factor, h * factor), Image.Resampling.LANCZOS)
-        return np.asarray(im, dtype=np.uint8)
+        im = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
+        return np.asarray(im.resize((w * factor, h * factor), Image.Resampling.LANCZOS), dtype=np.uint8)
 
 
 class TorchUpscaler(Upscaler):

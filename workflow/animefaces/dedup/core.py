@@ -23,6 +23,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from ..columns import carried_dtypes, na_columns, with_dtypes
 from ..manifest import DROPPED, KEPT, LEDGER_COLUMNS, StageRows
 from .hashing import as_uint64
 from .index import near_pairs
@@ -202,7 +203,8 @@ def dedup_manifests(
             )
         kept = frame[frame["status"] == KEPT].copy()
         kept["_shard"] = shard
-        parts.append(kept)
+        if len(kept):  # an empty frame's object columns would upcast the typed ones in concat
+            parts.append(kept)
     allk = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*LEDGER_COLUMNS, "_shard"])
     if len(allk):
         methods = sorted(set(allk.get("phash_method", pd.Series(["phash"])).dropna().astype(str)))
@@ -222,6 +224,7 @@ def dedup_manifests(
 
     rows = {shard: StageRows(STAGE, shard) for shard in frames}
     carry = [c for c in allk.columns if c not in LEDGER_COLUMNS and c != "_shard"]
+    empty = na_columns(carry)
     status = decision["status"].to_numpy()
     reason = decision["reason"].to_numpy()
     dup_of = decision["duplicate_of"].to_numpy()
@@ -237,9 +240,9 @@ def dedup_manifests(
             details = {"duplicate_of": items[int(dup_of[idx])], "distance": int(dist[idx])}
             if int(twin[idx]) >= 0:
                 details["identical_to"] = items[int(twin[idx])]
-            target.dropped(post_id, item, str(reason[idx]), details)
-    extra = carry
-    out = {shard: r.frame(extra_columns=extra) for shard, r in rows.items()}
+            target.dropped(post_id, item, str(reason[idx]), details, **empty)
+    dtypes = carried_dtypes(allk, carry)
+    out = {shard: with_dtypes(r.frame(extra_columns=carry), dtypes) for shard, r in rows.items()}
 
     pairs = decision.attrs.get("pairs") if len(allk) else None
     if pairs is None or not len(pairs):

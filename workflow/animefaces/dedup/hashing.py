@@ -56,7 +56,7 @@ def perceptual_hash(rgb: np.ndarray | Image.Image, method: str = "phash") -> int
         fn = PERCEPTUAL_HASHES[method]
     except KeyError:
         raise ValueError(f"unknown perceptual hash {method!r}; choose one of {sorted(PERCEPTUAL_HASHES)}") from None
-    im = rgb if isinstance(rgb, Image.Image) else Image.fromarray(np.asarray(rgb, dtype=np.uint8), "RGB")
+    im = rgb if isinstance(rgb, Image.Image) else Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
     return to_int64(bits_to_int(fn(im).hash))
 
 
