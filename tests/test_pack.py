@@ -202,10 +202,26 @@ def test_tfrecord_rounding_is_dataset_tools_not_repeated_rounding():
     assert [lv.shape[-1] for lv in levels] == [16, 8, 4]
     assert levels[1][0, 0, :2, :2].tolist() == [[2, 2], [2, 0]]  # 1.5 -> 2, 0.5 -> 0 (half to even)
     assert levels[2][0, 0, 0, 0] == 1  # exact mean 20/16 = 1.25; re-averaging the rounded level would give 2
-    big = np.random.default_rng(1).integers(0, 256, size=(2, 3, 64, 64), dtype=np.uint8)
+    big = np.random.default_rng(1).integers(0, 256, size=(2, 3, 256, 256), dtype=np.uint8)
+    big[0, 0, :128, :128] = 255  # the largest block sums (overflow check)
+    x = big.astype(np.float32)  # dataset_tool's float32 cascade, as a second reference
     for k, level in enumerate(tfrecord.pyramid(big)):
+        if k:
+            x = (x[:, :, 0::2, 0::2] + x[:, :, 0::2, 1::2] + x[:, :, 1::2, 0::2] + x[:, :, 1::2, 1::2]) * 0.25
+        assert np.array_equal(level, np.rint(x).clip(0, 255).astype(np.uint8)), f"level {k}"
         for b in range(2):
             assert np.array_equal(level[b], block_mean_half_even(big[b].transpose(1, 2, 0), 2**k))
+    assert [lv.shape[-1] for lv in tfrecord.pyramid(big)] == [256, 128, 64, 32, 16, 8, 4]
+
+
+def test_record_writer_bytes_equal_generic_encoder(tmp_path):
+    img = np.random.default_rng(2).integers(0, 256, size=(3, 8, 8), dtype=np.uint8)
+    path = tmp_path / "r.tfrecords"
+    with open(path, "wb") as fh:
+        tfrecord.ImageRecordWriter(fh, img.shape).write(img)
+    assert path.read_bytes() == b"".join(tfrecord.frame_record(tfrecord.image_example(img)))
+    with open(path, "wb") as fh, pytest.raises(PackError, match="holds uint8"):
+        tfrecord.ImageRecordWriter(fh, (3, 4, 4)).write(img)
 
 
 def test_tfrecord_reader_detects_corruption(tmp_path):

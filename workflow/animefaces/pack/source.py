@@ -173,16 +173,19 @@ def iter_arrays(sources: Iterable[SourceImage]) -> Iterator[np.ndarray]:
         yield src.rgb
 
 
-def batched(arrays: Iterable[np.ndarray], batch: int) -> Iterator[np.ndarray]:
-    """Stack ``batch`` consecutive H x W x 3 arrays into one (B, H, W, 3) array (the last batch may be short)."""
+def batched_chw(arrays: Iterable[np.ndarray], batch: int) -> Iterator[np.ndarray]:
+    """Stack ``batch`` consecutive H x W x 3 arrays into one contiguous (B, 3, H, W) array, transposing while
+    copying (one copy per image); the last batch may be short."""
     buf: np.ndarray | None = None
     n = 0
     for arr in arrays:
+        if arr.ndim != 3 or arr.shape[2] != 3:
+            raise PackError(f"expected an H x W x 3 image, got shape {arr.shape}")
         if buf is None:
-            buf = np.empty((batch, *arr.shape), dtype=np.uint8)
-        if arr.shape != buf.shape[1:]:
-            raise PackError(f"image shape {arr.shape} differs from the first image's {buf.shape[1:]}")
-        buf[n] = arr
+            buf = np.empty((batch, 3, arr.shape[0], arr.shape[1]), dtype=np.uint8)
+        if arr.shape[:2] != buf.shape[2:]:
+            raise PackError(f"image shape {arr.shape} differs from the first image's {buf.shape[2:]}")
+        buf[n] = arr.transpose(2, 0, 1)
         n += 1
         if n == batch:
             yield buf
