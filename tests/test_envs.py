@@ -155,6 +155,7 @@ class RuleInfo:
     modules: list[str]  # animefaces modules its command runs
     runs_something: bool
     kind: str  # shell / script / run / none
+    resources: dict = field(default_factory=dict)  # what the rule itself declares (plain values only)
 
 
 def load_rules(snakefile: Path, workdir: Path) -> list[RuleInfo]:
@@ -182,7 +183,15 @@ def load_rules(snakefile: Path, workdir: Path) -> list[RuleInfo]:
             env = None
             if rule.conda_env:
                 env = (Path(rule.snakefile).parent / str(rule.conda_env)).resolve()
-            rules.append(RuleInfo(rule.name, env, sorted(set(mods)), kind != "none", kind))
+            declared = {}
+            for key, res in rule.resources.items():
+                try:
+                    value = res.value  # raises for resources computed per job (tmpdir, callables)
+                except ValueError:
+                    continue
+                if not key.startswith("_") and isinstance(value, int | float | str):
+                    declared[key] = value
+            rules.append(RuleInfo(rule.name, env, sorted(set(mods)), kind != "none", kind, declared))
         return rules
 
 

@@ -17,7 +17,6 @@ from test_envs import load_rules
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILES = REPO / "workflow" / "profiles"
-GPU_RULE_PREFIXES = ("train", "sample")
 
 
 def profile(name: str) -> dict:
@@ -43,16 +42,15 @@ def values(resources) -> dict:
     return out
 
 
-def test_default_profile_as_snakemake_reads_it():
+def test_default_profile_as_snakemake_reads_it(rules):
     args = snakemake_args("default")
     assert args.executor in (None, "local")
-    assert values(args.resources)["gpu"] >= 1  # at most this many GPU jobs at once
+    gpus = values(args.resources)["gpu"]
+    # the train rule takes gpu=<train.gpus> slots (1 with the default config): it must fit, or it would never run
+    assert rules["train"].resources.get("gpu", 0) <= gpus
     assert values(args.default_resources)["mem_mb"] >= 1000
     assert args.rerun_incomplete and args.printshellcmds and not args.keep_going
     assert args.latency_wait > 0
-    for rule, res in args.set_resources.items():
-        if rule.startswith(GPU_RULE_PREFIXES):
-            assert values(res).get("gpu") == 1, rule
 
 
 def test_slurm_profile_as_snakemake_reads_it():
@@ -64,7 +62,7 @@ def test_slurm_profile_as_snakemake_reads_it():
     for rule, res in args.set_resources.items():
         res = values(res)
         assert res["mem_mb"] > 0 and res["runtime"] > 0, rule
-        assert ("gpu" in res) == rule.startswith(GPU_RULE_PREFIXES), f"{rule}: a GPU exactly for train/sample rules"
+        assert "gpu" not in res and "gres" not in res, f"{rule}: GPUs come from the train rule (config train.gpus)"
 
 
 # ids avoid the word "slurm": conftest skips tests whose keywords contain the `slurm` marker name
@@ -72,21 +70,23 @@ def test_slurm_profile_as_snakemake_reads_it():
 def test_profiles_name_only_real_rules(rules, name):
     """Snakemake silently ignores set-resources for a rule that does not exist: a renamed rule would lose them."""
     prof = profile(name)
-    named = set(prof.get("set-resources", {})) | set(prof.get("set-threads", {}))
+    named = set(prof.get("set-resources") or {}) | set(prof.get("set-threads") or {})
     assert named - set(rules) == set(), f"{name} profile names rules the workflow does not have"
 
 
 def test_slurm_profile_sizes_every_rule(rules):
+    """Every rule gets memory and runtime on SLURM: from the profile, or from the rule itself (train: config)."""
     sized = profile("slurm")["set-resources"]
-    missing = sorted(set(rules) - set(sized))
+    missing = sorted(
+        name for name, rule in rules.items() if name not in sized and not {"mem_mb", "runtime"} <= set(rule.resources)
+    )
     assert missing == [], f"rules without a SLURM memory/runtime request in workflow/profiles/slurm: {missing}"
 
 
-def test_gpu_rules_of_the_workflow_request_a_gpu(rules):
-    gpu_rules = [r for r in rules if r.startswith(GPU_RULE_PREFIXES)]
-    for name in ("default", "slurm"):
-        sized = profile(name)["set-resources"]
-        assert all(sized.get(r, {}).get("gpu") == 1 for r in gpu_rules), (name, gpu_rules)
+def test_train_keeps_its_config_driven_gpu_memory_and_runtime(rules):
+    """The profile must not override what train.gpus / train.mem_mb / train.runtime request (torchrun uses gpus)."""
+    assert "train" not in (profile("slurm").get("set-resources") or {})
+    assert {"gpu", "mem_mb", "runtime"} <= set(rules["train"].resources)
 
 
 # ---------------------------------------------------------------- what the plugin makes of it
@@ -106,9 +106,10 @@ class FakeJob:
         return False
 
 
-def sbatch(rule: str, threads: int, overrides: dict | None = None) -> str:
+def sbatch(rule: str, threads: int, declared: dict, overrides: dict | None = None) -> str:
+    """The sbatch call the installed plugin builds for a job of ``rule`` under the slurm profile."""
     prof = profile("slurm")
-    res = {**prof["default-resources"], **prof["set-resources"].get(rule, {}), **(overrides or {})}
+    res = {**prof["default-resources"], **declared, **prof["set-resources"].get(rule, {}), **(overrides or {})}
     job = FakeJob(rule, threads, res)
     params = {
         "run_uuid": "run",
@@ -121,26 +122,24 @@ def sbatch(rule: str, threads: int, overrides: dict | None = None) -> str:
     return get_submit_command(job, params) + set_gres_string(job)
 
 
-def test_plugin_requests_one_gpu_for_train_and_cpus_memory_time_for_cpu_rules():
-    prof = profile("slurm")
-    train = prof["set-resources"]["train"]
-    cmd = sbatch("train", prof["set-threads"]["train"])
-    assert " --gpus=1" in cmd and "--gres" not in cmd
-    assert f"--mem {train['mem_mb']}" in cmd and f"-t {train['runtime']}" in cmd
-    assert f"--cpus-per-task={prof['set-threads']['train']}" in cmd
-    crop = prof["set-resources"]["crop"]
-    cmd = sbatch("crop", 2)
+def test_plugin_requests_the_gpu_for_train_and_cpus_memory_time_for_cpu_rules(rules):
+    train = rules["train"].resources  # default config: train.gpus = 1
+    cmd = sbatch("train", 4, train)
+    assert f" --gpus={train['gpu']}" in cmd and "--gres" not in cmd
+    assert f"--mem {train['mem_mb']}" in cmd and f"-t {train['runtime']}" in cmd and "--cpus-per-task=4" in cmd
+    crop = profile("slurm")["set-resources"]["crop"]
+    cmd = sbatch("crop", 2, rules["crop"].resources)
     assert "--gpus" not in cmd and "--gres" not in cmd
     assert f"--mem {crop['mem_mb']}" in cmd and f"-t {crop['runtime']}" in cmd and "--cpus-per-task=2" in cmd
 
 
-def test_documented_gres_and_gpu_model_alternatives():
-    """README/profile comments: sites that only accept --gres use `gres: "gpu:1"` instead of `gpu: 1`."""
-    train = {k: v for k, v in profile("slurm")["set-resources"]["train"].items() if k != "gpu"}
-    cmd = sbatch("x", 8, {**train, "gres": "gpu:1"})
+def test_documented_gres_and_gpu_model_alternatives(rules):
+    """Profile comments / README: `gpu_model` adds the model; sites that only take --gres set gpu: 0 + gres."""
+    train = rules["train"].resources
+    cmd = sbatch("train", 4, train, {"gpu": 0, "gres": "gpu:1"})
     assert "--gres=gpu:1" in cmd and "--gpus" not in cmd
-    cmd = sbatch("train", 8, {"gpu_model": "a100"})
-    assert "--gpus=a100:1" in cmd
+    cmd = sbatch("train", 4, train, {"gpu_model": "a100"})
+    assert f"--gpus=a100:{train['gpu']}" in cmd
 
 
 def test_profile_readme_documents_every_site_setting():
