@@ -51,7 +51,7 @@ def test_index_equals_brute_force(t):
 def test_index_with_the_large_n_plan():
     """The plan chosen for 1M hashes at t=8 (3 blocks of 22/21/21 bits, radius 2), run on a small set."""
     big = plan(1_000_000, 8)
-    assert big.blocks == ((42, 22), (21, 21), (0, 21)) and big.radius == 2
+    assert big.blocks == ((42, 22), (21, 21), (0, 21)) and big.radius == 2 and big.key_bits == (22, 21, 21)
     h, plants = planted(3000, 8, seed=1)
     i, j, _ = near_pairs(h, 8, big)
     bi, bj, _ = all_pairs(h, 8)
@@ -65,10 +65,24 @@ def test_plans_satisfy_the_pigeonhole_condition():
             p = plan(n, t)
             m = len(p.blocks)
             assert m * (p.radius + 1) > t
-            assert sum(w for _, w in p.blocks) == 64 and max(w for _, w in p.blocks) <= 24
+            covered = sorted(b for s, w in p.blocks for b in range(s, s + w))
+            assert covered == list(range(64))  # the blocks partition the hash
+            for (s, w), (ks, kb) in zip(p.blocks, p.keys, strict=True):
+                assert p.radius < kb <= min(w, 24) and ks + kb == s + w  # a key is the top bits of its block
     assert split_bits(3) == ((42, 22), (21, 21), (0, 21))
     with pytest.raises(ValueError):
         near_pairs(np.zeros(3, np.uint64), 8, Plan(7, split_bits(8), 0))
+    with pytest.raises(ValueError):
+        Plan(8, split_bits(3), 2, (23, 21, 21))
+
+
+def test_sub_keys_and_chunks_find_the_same_pairs():
+    """Keys narrower than their blocks (small n) and query chunks smaller than n change speed, not results."""
+    h, _ = planted(3000, 8, seed=5)
+    want = all_pairs(h, 8)
+    for p, chunk in [(Plan(8, split_bits(3), 2, (12, 10, 9)), 1000), (plan(3000, 8), 7), (plan(10**6, 8), 1 << 17)]:
+        got = near_pairs(h, 8, p, chunk=chunk)
+        assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True)), p
 
 
 def test_hash_storage_roundtrip():

@@ -11,10 +11,11 @@ candidates behind every probe. With ``m = 3`` blocks of 22/21/21 bits and ``r = 
 but only ~n/2^21 candidates behind each, which is what :func:`plan` picks for large ``n`` (it minimises a simple
 cost model over all valid ``(m, r)``).
 
-Each block is indexed as a CSR bucket table: ``order`` (item indices sorted by block value, int32) and
-``starts`` (offset of each of the ``2^w`` block values, int32), so a probe is a vectorised XOR plus two gathers,
-with no per-query Python and no ``log n`` factor. Blocks are indexed one after the other, so the index held at
-any time is the hashes (8 B/item) + one block's values and order (8 B/item) + one table (4 * 2^w bytes; w <= 24).
+Each block is indexed as a CSR bucket table over its key (the block, or its top bits when ``n`` is small):
+``order`` (item indices sorted by key, int32) and ``starts`` (offset of each of the ``2^k`` keys, int32), so a
+probe is a vectorised XOR plus two gathers, with no per-query Python and no ``log n`` factor. Blocks are indexed
+one after the other and queries run in chunks, so besides the input hashes the index holds one block's sorted
+keys, sorted hashes and order (16 B/item) and one table (<= 16 B/item, :func:`key_cap`) at a time.
 """
 
 from __future__ import annotations
@@ -33,15 +34,33 @@ _PROBE_OVERHEAD = 20_000  # fixed cost of one probe, in units of "one element of
 
 @dataclass(frozen=True)
 class Plan:
-    """How the bits are split: ``blocks`` are (shift, width) pairs; ``radius`` is the per-block probe radius."""
+    """How the bits are split: ``blocks`` are (shift, width) pairs partitioning the hash; ``radius`` is the
+    per-block probe radius; ``key_bits[k]`` says how many of block k's top bits key its bucket table (fewer than
+    the block width when ``n`` is small, so the table stays ~<= 16 bytes per item: a sub-key differs in at most
+    as many bits as its block, so the pigeonhole guarantee holds for it too)."""
 
     max_distance: int
     blocks: tuple[tuple[int, int], ...]
     radius: int
+    key_bits: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.key_bits:
+            object.__setattr__(self, "key_bits", tuple(w for _, w in self.blocks))
+        if len(self.key_bits) != len(self.blocks):
+            raise ValueError("one key width per block")
+        for (_, w), kb in zip(self.blocks, self.key_bits, strict=True):
+            if not 1 <= kb <= min(w, MAX_TABLE_BITS):
+                raise ValueError(f"key of {kb} bits for a {w}-bit block (at most {MAX_TABLE_BITS})")
+
+    @property
+    def keys(self) -> tuple[tuple[int, int], ...]:
+        """(shift, bits) of each block's key: its top ``key_bits`` bits."""
+        return tuple((s + w - kb, kb) for (s, w), kb in zip(self.blocks, self.key_bits, strict=True))
 
     @property
     def probes(self) -> int:
-        return sum(n_masks(w, self.radius) for _, w in self.blocks)
+        return sum(n_masks(kb, self.radius) for kb in self.key_bits)
 
 
 def n_masks(width: int, radius: int) -> int:
@@ -59,26 +78,35 @@ def split_bits(m: int, bits: int = HASH_BITS) -> tuple[tuple[int, int], ...]:
     return tuple(blocks)
 
 
+def key_cap(n: int) -> int:
+    """Widest key worth a table for ``n`` items: 4 * 2^bits bytes stays <= 16 bytes per item."""
+    return max(12, math.ceil(math.log2(max(n, 2))) + 2)
+
+
 def plan(n: int, max_distance: int, bits: int = HASH_BITS, max_table_bits: int = MAX_TABLE_BITS) -> Plan:
-    """Pick ``(m, r)`` with ``m * (r + 1) > t`` minimising ``probes * (n + expected candidates per probe)``
-    under uniformly random hashes (real perceptual hashes cluster more, which only adds candidates)."""
+    """Pick ``(m, r, key widths)`` with ``m * (r + 1) > t`` minimising ``probes * (n + expected candidates per
+    probe)`` under uniformly random hashes (real perceptual hashes cluster more, which only adds candidates)."""
     t = int(max_distance)
     if not 0 <= t < bits:
         raise ValueError(f"max_distance must be in [0, {bits - 1}], got {max_distance!r}")
+    cap = min(max_table_bits, key_cap(n))
     best: tuple[float, Plan] | None = None
     for m in range(1, bits + 1):
         blocks = split_bits(m, bits)
-        if max(w for _, w in blocks) > max_table_bits:
-            continue
         r = -(-(t + 1) // m) - 1  # smallest r with m * (r + 1) > t
-        cost = 0.0
+        cost, keys = 0.0, []
         for _, w in blocks:
-            if r >= w:
+            options = [
+                (n_masks(kb, r) * (n + _PROBE_OVERHEAD + n * n / 2.0**kb), kb) for kb in range(r + 1, min(w, cap) + 1)
+            ]
+            if not options:
                 cost = math.inf
                 break
-            cost += n_masks(w, r) * (n + _PROBE_OVERHEAD + n * n / 2.0**w)
-        if best is None or cost < best[0]:
-            best = (cost, Plan(t, blocks, r))
+            c, kb = min(options)
+            cost += c
+            keys.append(kb)
+        if cost < math.inf and (best is None or cost < best[0]):
+            best = (cost, Plan(t, blocks, r, tuple(keys)))
     assert best is not None
     return best[1]
 
@@ -92,26 +120,37 @@ def probe_masks(width: int, radius: int) -> np.ndarray:
     return np.asarray(masks, dtype=np.uint32)
 
 
-def _block_table(values: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """CSR bucket table of one block: item indices sorted by value, and each value's start offset."""
-    order = np.argsort(values, kind="stable").astype(np.int32)
-    counts = np.bincount(values, minlength=1 << width)
-    starts = np.zeros((1 << width) + 1, dtype=np.int32)
-    np.cumsum(counts, out=starts[1:])
-    return order, starts
+def _block_table(sorted_keys: np.ndarray, bits: int, chunk: int = 1 << 17) -> np.ndarray:
+    """Bucket offsets of a sorted key array: items with key ``k`` are ``starts[k]:starts[k + 1]`` (int32).
+
+    Built chunk by chunk from the positions where the key changes (no n-sized int64 temporaries)."""
+    n = len(sorted_keys)
+    starts = np.full((1 << bits) + 1, n, dtype=np.int32)
+    for c0 in range(0, n, chunk):
+        part = sorted_keys[c0 : c0 + chunk]
+        first = np.empty(len(part), dtype=bool)
+        first[0] = c0 == 0 or part[0] != sorted_keys[c0 - 1]
+        np.not_equal(part[1:], part[:-1], out=first[1:])
+        pos = np.flatnonzero(first)
+        starts[part[pos]] = pos + c0
+    rev = starts[::-1]  # a key that is absent starts where the next present key does
+    np.minimum.accumulate(rev, out=rev)
+    return starts
 
 
 def index_bytes(n: int, p: Plan) -> int:
-    """Bytes of index structures held at once: the hashes, and for the current block its sorted values, sorted
-    hashes, order and bucket table (per-probe temporaries come on top; the benchmark measures the peak)."""
-    widest = max(w for _, w in p.blocks)
-    return 8 * n + (4 + 8 + 4) * n + 4 * ((1 << widest) + 1)
+    """Bytes of index structures held at once besides the input hashes: for the current block, its sorted keys
+    (4 B/item), sorted hashes (8 B/item), order (4 B/item) and bucket table; per-chunk temporaries come on top."""
+    return (4 + 8 + 4) * n + 4 * ((1 << max(p.key_bits)) + 1)
 
 
-def near_pairs(hashes, max_distance: int, p: Plan | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def near_pairs(
+    hashes, max_distance: int, p: Plan | None = None, chunk: int = 1 << 17
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs ``i < j`` with ``popcount(h[i] ^ h[j]) <= max_distance``.
 
-    ``hashes``: int64 or uint64 array. Returns ``(i, j, distance)`` (int64 arrays) sorted by ``(i, j)``."""
+    ``hashes``: int64 or uint64 array. Returns ``(i, j, distance)`` (int64 arrays) sorted by ``(i, j)``.
+    Queries run in chunks of ``chunk`` items so temporaries stay small."""
     h = as_uint64(hashes)
     n = len(h)
     if n >= 2**31 - 1:
@@ -124,43 +163,45 @@ def near_pairs(hashes, max_distance: int, p: Plan | None = None) -> tuple[np.nda
         raise ValueError("plan was made for another max_distance")
     found_i: list[np.ndarray] = []
     found_j: list[np.ndarray] = []
-    for shift, width in p.blocks:
-        values = ((h >> np.uint64(shift)) & np.uint64((1 << width) - 1)).astype(np.uint32)
-        order, starts = _block_table(values, width)
+    for shift, bits in p.keys:
+        keys = ((h >> np.uint64(shift)) & np.uint64((1 << bits) - 1)).astype(np.uint32)
+        order = np.argsort(keys, kind="stable").astype(np.int32)
         # Work in sorted order: queries then walk the table almost sequentially (XOR with a mask keeps the
         # high bits), and candidates are contiguous runs, so the gathers below stay cache-friendly.
-        sv = values[order]
-        del values
+        sk = keys[order]
+        del keys
         hs = h[order]
+        starts = _block_table(sk, bits)
         ends = starts[1:]
-        for mask in probe_masks(width, p.radius):
-            q = sv ^ mask if mask else sv
-            lo = starts[q]
-            cnt = ends[q] - lo
-            del q
-            qi = np.flatnonzero(cnt > 1 if mask == 0 else cnt)  # mask 0: a hash always finds itself
-            if qi.size == 0:
-                continue
-            c = cnt[qi]
-            start = lo[qi]
-            del lo, cnt
-            single = c == 1
-            if single.all():  # the common case for sparse tables: one candidate per hit, no expansion
-                qpos, cpos = qi, start
-            else:
-                total = int(c.sum())
-                first = np.cumsum(c) - c  # where each query's run begins in the expanded arrays
-                cpos = np.arange(total, dtype=np.int64) + np.repeat(start.astype(np.int64) - first, c)
-                qpos = np.repeat(qi, c)
-            close = np.bitwise_count(hs[qpos] ^ hs[cpos]) <= max_distance
-            if mask == 0:
-                close &= qpos != cpos
-            if close.any():
-                a = order[qpos[close]]
-                b = order[cpos[close]]
-                found_i.append(np.minimum(a, b))  # each pair is found from both ends: normalised, then unique
-                found_j.append(np.maximum(a, b))
-        del sv, hs, order, starts, ends
+        masks = probe_masks(bits, p.radius)
+        for c0 in range(0, n, chunk):
+            part = sk[c0 : c0 + chunk]
+            for mask in masks:
+                q = part ^ mask if mask else part
+                lo = starts[q]
+                cnt = ends[q] - lo
+                del q
+                qi = np.flatnonzero(cnt > 1 if mask == 0 else cnt)  # mask 0: a hash always finds itself
+                if qi.size == 0:
+                    continue
+                c = cnt[qi]
+                start = lo[qi]
+                del lo, cnt
+                qpos = qi + c0
+                if not (c == 1).all():  # several candidates behind some queries: expand the runs
+                    total = int(c.sum())
+                    first = np.cumsum(c) - c  # where each query's run begins in the expanded arrays
+                    start = np.arange(total, dtype=np.int64) + np.repeat(start.astype(np.int64) - first, c)
+                    qpos = np.repeat(qpos, c)
+                close = np.bitwise_count(hs[qpos] ^ hs[start]) <= max_distance
+                if mask == 0:
+                    close &= qpos != start
+                if close.any():
+                    a = order[qpos[close]]
+                    b = order[start[close]]
+                    found_i.append(np.minimum(a, b))  # each pair is found from both ends: normalised, then unique
+                    found_j.append(np.maximum(a, b))
+        del sk, hs, order, starts, ends
     if not found_i:
         return empty, empty.copy(), empty.copy()
     key = np.unique(np.concatenate(found_i).astype(np.int64) * n + np.concatenate(found_j))  # same pair, 2 blocks
