@@ -7,6 +7,11 @@ PACK_OUT = {
     "tfrecord": f"{RES}/pack/tfrecord/{PACK_NAME}",
     "zip": f"{RES}/pack/zip/{PACK_NAME}.zip",
 }
+# Each pack rule gets only its own format's options, so changing one format's settings reruns only that pack.
+PACK_PARAMS = {
+    f: json.dumps({f: config["pack"][f]}, sort_keys=True, separators=(",", ":"))
+    for f in PACK_OUT
+}
 # Recorded in each dataset card (what produced the pack); the pack section itself is passed as --params.
 PACK_CARD_CONFIG = json.dumps(
     {k: config[k] for k in ("dataset", "normalise", "select")},
@@ -38,7 +43,7 @@ rule pack_hdf5:
         mem_mb=2000,
     params:
         name=PACK_NAME,
-        cfg=section_json(config, "pack"),
+        cfg=PACK_PARAMS["hdf5"],
         card=PACK_CARD_CONFIG,
     shell:
         PACK_CMD.replace("{rule_format}", "hdf5")
@@ -62,7 +67,7 @@ rule pack_tfrecord:
         mem_mb=2000,
     params:
         name=PACK_NAME,
-        cfg=section_json(config, "pack"),
+        cfg=PACK_PARAMS["tfrecord"],
         card=PACK_CARD_CONFIG,
     shell:
         PACK_CMD.replace("{rule_format}", "tfrecord")
@@ -86,7 +91,7 @@ rule pack_zip:
         mem_mb=2000,
     params:
         name=PACK_NAME,
-        cfg=section_json(config, "pack"),
+        cfg=PACK_PARAMS["zip"],
         card=PACK_CARD_CONFIG,
     shell:
         PACK_CMD.replace("{rule_format}", "zip")

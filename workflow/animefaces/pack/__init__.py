@@ -54,7 +54,7 @@ def pack(
     out = Path(out)
     name = name or out.stem
     labels = items["label"].to_numpy(dtype=np.int64)
-    config = {"pack": params, **(card_config or {})}
+    config = {"pack": {fmt: params[fmt]}, **(card_config or {})}  # this format's options (its rule's params)
     t0 = time.perf_counter()
     if fmt == "hdf5":
         size = _first_size(items)

@@ -283,7 +283,7 @@ def resolution_log2(size: int) -> int:
     if size < 4 or size != 1 << log2:
         raise PackError(
             f"TFRecord packs need a power-of-two resolution >= 4 (StyleGAN's layout); the images are {size}x{size}. "
-            "Set the normalise output size to a power of two or drop 'tfrecord' from pack.formats."
+            "Set normalise.size to a power of two or drop 'tfrecord' from pack.formats."
         )
     return log2
 
