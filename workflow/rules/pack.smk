@@ -12,7 +12,7 @@ PACK_PARAMS = {
     f: json.dumps({f: config["pack"][f]}, sort_keys=True, separators=(",", ":"))
     for f in PACK_OUT
 }
-# Recorded in each dataset card (what produced the pack); the pack section itself is passed as --params.
+# Recorded in each dataset card (what produced the pack), next to the format's own options (--params).
 PACK_CARD_CONFIG = json.dumps(
     {k: config[k] for k in ("dataset", "normalise", "select")},
     sort_keys=True,
