@@ -248,3 +248,30 @@ def test_missing_cascade_is_a_clear_error(tiny_shard, tmp_path, capsys):
     assert rc == 1
     assert "missing.xml not found" in capsys.readouterr().err
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_empty_shard_gives_empty_manifest(tmp_path, shared):
+    res = tmp_path / "res"
+    write_manifest(StageRows("ingest", "002").frame(), manifest_path(res, "ingest", "002"))
+    args = ["--shard", "002", "--manifest", str(manifest_path(res, "ingest", "002"))]
+    args += ["--out-manifest", str(manifest_path(res, "crop", "002")), "--images", str(tmp_path / "img")]
+    args += ["--cascade", str(shared / "cascade" / "lbpcascade_animeface.xml")]
+    assert crop.main(args) == 0
+    df = read_manifest(manifest_path(res, "crop", "002"))
+    assert len(df) == 0 and {"path", "box_x", "score", "label", "character"} <= set(df.columns)
+    assert (tmp_path / "img").is_dir()
+
+
+def test_nvxs_stage_with_worker_processes(tmp_path, shared):
+    """nvxs keeps the GIL, so --threads > 1 uses processes; the output equals the single-worker run."""
+    files = sorted((shared / "faces" / "selfie2anime").iterdir())[:4]
+    rows = StageRows("ingest", "003")
+    for i, f in enumerate(files):
+        rows.kept(300 + i, str(300 + i), f"m:{i}", path=str(f), file_ext="jpg", label=0)
+    params = _params(detector="nvxs", geometry="box", min_crop=1)
+    one = crop.run_crop(rows.frame(), "003", tmp_path / "p1", params, None, threads=1, progress=False)
+    two = crop.run_crop(rows.frame(), "003", tmp_path / "p2", params, None, threads=2, progress=False)
+    pd.testing.assert_frame_equal(one.drop(columns=["path"]), two.drop(columns=["path"]), check_exact=True)
+    assert (one["status"] == "kept").sum() >= 3 and set(one["detector"].dropna()) == {"nvxs"}
+    for a, b in zip(one["path"].dropna(), two["path"].dropna(), strict=True):
+        assert Path(a).read_bytes() == Path(b).read_bytes()

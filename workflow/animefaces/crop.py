@@ -14,20 +14,22 @@ center or top), then fitted to the image (``edge: shift`` moves it inside, ``edg
 pads). A crop is never shrunk: a crop larger than the image is padded even in shift mode, and the ledger details
 say so.
 
-Work inside a job runs on a thread pool (``--threads``): decode, detection and PNG encoding all release the GIL in
-OpenCV. Results are collected in input order, so the output does not depend on the thread count.
+Work inside a job runs on ``--threads`` workers: threads for the cascade (decode, detection and PNG encoding all
+release the GIL in OpenCV), processes for nvxs (libnvxs holds the GIL). Results are collected in input order, so
+the output does not depend on the worker count.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,20 +273,35 @@ def crop_post(
 # ----------------------------------------------------------------------------------------------- the shard job
 
 
-def _ordered_parallel(fn: Callable[[Any], Any], items: Iterable[Any], threads: int) -> Iterator[Any]:
-    """``map(fn, items)`` on ``threads`` threads, results in input order, at most ~4*threads items in flight."""
-    if threads <= 1:
+def _ordered_parallel(
+    fn: Callable[[Any], Any], items: Iterable[Any], pool: Executor | None, workers: int
+) -> Iterator[Any]:
+    """``map(fn, items)`` on ``pool`` (or inline), results in input order, at most ~4*workers items in flight."""
+    if pool is None:
         yield from map(fn, items)
         return
-    window = 4 * threads
-    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="crop") as pool:
-        pending = []
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= window:
-                yield pending.pop(0).result()
-        for fut in pending:
-            yield fut.result()
+    window = 4 * workers
+    pending = []
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.pop(0).result()
+    for fut in pending:
+        yield fut.result()
+
+
+# Worker processes (nvxs holds the GIL, so it is parallelised with processes): state set once per process.
+_PROC: dict[str, Any] = {}
+
+
+def _init_process(params: dict, cascade_path: str | None, images_dir: str, detector_info: dict) -> None:
+    _PROC.update(
+        detector=make_detector(params, cascade_path), params=params, images_dir=Path(images_dir), info=detector_info
+    )
+
+
+def _work_in_process(row: tuple[int, str]) -> PostResult:
+    return crop_post(row[0], row[1], _PROC["detector"], _PROC["params"], _PROC["images_dir"], _PROC["info"])
 
 
 def _progress(total: int, shard: str):
@@ -318,16 +335,22 @@ def run_crop(
     """Crop every post in ``posts`` (kept ingest rows) and return the crop manifest frame (not written)."""
     import cv2
 
+    for col in ("post_id", "item_id", "path"):
+        if col not in posts.columns and len(posts):  # an empty shard may come without stage columns
+            raise ValueError(f"ingest manifest has no column {col!r} (is it an ingest manifest?)")
+    if not len(posts):
+        posts = pd.DataFrame(columns=["post_id", "item_id", "path"])
+    jobs = [(int(p), str(s)) for p, s in zip(posts["post_id"], posts["path"], strict=True)]
     images_dir = Path(images_dir)
     images_dir.mkdir(parents=True, exist_ok=True)
     _clear_stale(images_dir)
     threads = max(1, int(threads))
     local = threading.local()
-    probe = make_detector(params, cascade_path)  # fail early (missing cascade, bad key) before any thread starts
-    detector_info = probe.describe()
+    local.detector = make_detector(params, cascade_path)  # fail early (missing cascade, bad key); reused if threads=1
+    detector_info = local.detector.describe()
     cv_threads = cv2.getNumThreads()
     if threads > 1:
-        # Parallelism comes from our threads (whole images); OpenCV's own pool would oversubscribe the cores.
+        # Parallelism comes from our workers (whole images); OpenCV's own pool would oversubscribe the cores.
         cv2.setNumThreads(1)
 
     def work(row: tuple[int, str]) -> PostResult:
@@ -336,10 +359,21 @@ def run_crop(
             det = local.detector = make_detector(params, cascade_path)
         return crop_post(row[0], row[1], det, params, images_dir, detector_info)
 
-    for col in ("post_id", "item_id", "path"):
-        if col not in posts.columns:
-            raise ValueError(f"ingest manifest has no column {col!r} (is it an ingest manifest?)")
-    jobs = [(int(p), str(s)) for p, s in zip(posts["post_id"], posts["path"], strict=True)]
+    pool: Executor | None = None
+    fn: Callable[[tuple[int, str]], PostResult] = work
+    if threads > 1 and detector_info["detector"] == "nvxs":
+        # libnvxs keeps the GIL: threads would run one at a time. Fresh (spawned) processes, one detector each.
+        pool = ProcessPoolExecutor(
+            threads,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_process,
+            initargs=(params, None if cascade_path is None else str(cascade_path), str(images_dir), detector_info),
+        )
+        fn = _work_in_process
+    elif threads > 1:
+        # OpenCV releases the GIL in decode, detection and PNG encoding: threads run truly in parallel.
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="crop")
+
     rows = StageRows(STAGE, shard)
     bar = _progress(len(jobs), shard) if progress else None
     t0 = time.perf_counter()
@@ -350,7 +384,7 @@ def run_crop(
     items = posts["item_id"].astype(str).tolist()
     n_crops = 0
     try:
-        for i, res in enumerate(_ordered_parallel(work, jobs, threads)):
+        for i, res in enumerate(_ordered_parallel(fn, jobs, pool, threads)):
             post_id, source = jobs[i]
             parent = items[i]
             if res.reason:
@@ -390,6 +424,8 @@ def run_crop(
             if bar is not None:
                 bar.update(1)
     finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
         cv2.setNumThreads(cv_threads)
         if bar is not None:
             bar.close()
