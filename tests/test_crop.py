@@ -133,6 +133,7 @@ def tiny_shard(tmp_path, shared):
         (1004, shared / SAMPLES / "sample1.jpg", "jpg", 2, "kagamine_rin"),
         (1005, src / "1005.jpg", "jpg", 0, ""),
         (1006, shared / SAMPLES / "detect_03.jpg", "jpg", 1, "hatsune_miku"),
+        (1007, shared / SAMPLES / "detect_01.jpg", "jpg", 0, ""),
     ]
     rows = StageRows("ingest", "000")
     for i, (pid, path, ext, label, character) in enumerate(posts):
@@ -175,9 +176,16 @@ def test_stage_on_tiny_shard_exact_ledger(tiny_shard, shared):
         ("1004_1", "1004", "kept", ""),
         ("1005", "1005", "dropped", "truncated"),
         ("1006", "1006", "dropped", "face_too_small"),
+        ("1007_0", "1007", "kept", ""),
+        ("1007_1", "1007", "kept", ""),
     ]
     assert (df["stage"] == "crop").all() and (df["shard"] == "000").all()
-    kept = df[df["status"] == "kept"].set_index("item_id")
+    # detect_01: four faces; the two whose crops are >= 100 px are numbered by score, the others listed
+    d7 = json.loads(df.set_index("item_id").loc["1007_0", "details"])
+    assert d7["box"] == [202, 218, 117, 117] and d7["faces_detected"] == 4
+    assert [f["box"] for f in d7["faces_too_small"]] == [[356, 159, 98, 98], [38, 140, 94, 94]]
+    assert json.loads(df.set_index("item_id").loc["1007_1", "details"])["box"] == [288, 318, 163, 163]
+    kept = df[(df["status"] == "kept") & (df["post_id"] == 1004)].set_index("item_id")
     # sample1: the cascade's two faces; n=0 has the higher level weight
     assert kept.loc["1004_0", ["box_x", "box_y", "box_w", "box_h"]].tolist() == [79, 88, 143, 143]
     assert kept.loc["1004_1", ["box_x", "box_y", "box_w", "box_h"]].tolist() == [269, 99, 126, 126]
@@ -196,7 +204,7 @@ def test_stage_on_tiny_shard_exact_ledger(tiny_shard, shared):
         d = json.loads(row["details"])
         assert d["box"] == row[["box_x", "box_y", "box_w", "box_h"]].tolist()
         assert d["detector"] == "lbpcascade" and d["score"] == pytest.approx(row["score"])
-    assert sorted(p.name for p in images.iterdir()) == ["1004_0.png", "1004_1.png"]
+    assert sorted(p.name for p in images.iterdir()) == ["1004_0.png", "1004_1.png", "1007_0.png", "1007_1.png"]
     details = {r.item_id: json.loads(r.details) for r in df.itertuples()}
     assert details["1003"]["faces"] == [] and details["1003"]["detector"] == "lbpcascade"
     assert details["1006"]["faces"] == [

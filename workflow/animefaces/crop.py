@@ -245,7 +245,7 @@ def crop_post(
             "box": _box_list(face),
             "score": face.score,
             "crop": [box.x, box.y, box.w, box.h],
-            "faces_too_small": len(small),
+            "faces_too_small": [{"box": _box_list(f), "score": f.score, "crop_size": [b.w, b.h]} for f, b in small],
         }
         if box.padded:
             details["pad"] = list(box.pad)
