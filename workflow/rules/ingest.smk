@@ -1,1 +1,51 @@
-# ingest rules: see the issue for this stage (not yet written).
+# ingest: ONE job streams all Danbooru metadata (or lists the image folder), applies `filter` and `classes`, and
+# writes a manifest for every shard (empty ones too), unsharded.parquet (records without a usable post id) and
+# classes.tsv. Logic: workflow/animefaces/ingest/.
+import os
+
+from animefaces.ingest.classes import ClassesConfig
+from animefaces.ingest.filters import check_filter_config
+
+# Fail at DAG build, with the message naming the key, rather than in the job (e.g. 's' without a rating scheme).
+check_filter_config(config["filter"])
+ClassesConfig.from_section(config["classes"])
+
+INGEST_MANIFESTS = expand(
+    f"{RES}/ingest/manifests/{{shard}}.parquet", shard=SHARDS + ["unsharded"]
+)
+
+
+rule ingest:
+    input:
+        metadata=(
+            config["dataset"]["metadata"]
+            if config["dataset"]["source"] == "danbooru"
+            else []
+        ),
+        id_list=config["filter"]["id_list"] or [],
+    output:
+        manifests=INGEST_MANIFESTS,
+        classes=f"{RES}/ingest/classes.tsv",
+    log:
+        f"{RES}/logs/ingest.log",
+    benchmark:
+        f"{RES}/benchmarks/ingest.tsv"
+    conda:
+        "../../envs/ingest.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+    params:
+        out=lambda w, output: os.path.dirname(output.classes),
+        dataset=section_json(config, "dataset"),
+        filter=section_json(config, "filter"),
+        classes=section_json(config, "classes"),
+        shards=config["shards"]["count"],
+    shell:
+        "python -m animefaces.ingest --out {params.out:q} --dataset {params.dataset:q}"
+        " --filter {params.filter:q} --classes {params.classes:q} --shards {params.shards}"
+        " > {log} 2>&1"
+
+
+TARGETS.extend(INGEST_MANIFESTS)
+TARGETS.append(f"{RES}/ingest/classes.tsv")
