@@ -171,6 +171,8 @@ def test_demo_workflow_exclude_edit_reruns_only_select_and_packs(tmp_path, share
         str(Path("results/demo/pack/zip/demo.zip")),
         *(f"results/demo/pack/cards/{f}.json" for f in ("hdf5", "tfrecord", "zip")),
     ]
+    first = planned_jobs(wd, *targets)
+    assert {"normalise", "select", *PACK_RULES} <= set(first), first
     snakemake(wd, *targets, timeout=1500)
     assert planned_jobs(wd, *targets) == {}
     dataset = pd.read_parquet(res / "select" / "dataset.parquet")
@@ -182,6 +184,9 @@ def test_demo_workflow_exclude_edit_reruns_only_select_and_packs(tmp_path, share
         fh.write(f"{victim}  # excluded by the partial-rerun test\n")
     plan = planned_jobs(wd, *targets)
     assert plan == {"select": 1, **dict.fromkeys(PACK_RULES, 1)}, plan
+    # the default target (train, sample, report, ... too): of the rules that ran, only select and the packs rerun
+    plan_all = planned_jobs(wd)
+    assert set(plan_all) & set(first) == {"select", *PACK_RULES}, plan_all
 
     snakemake(wd, *targets, timeout=900)
     after = {p: p.stat().st_mtime_ns for p in res.glob("*/manifests/*.parquet")}

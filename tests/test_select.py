@@ -177,3 +177,13 @@ def test_cli(tmp_path, capsys):
     assert "12345_0" in err and "9 items in, 8 selected" in err
     assert select.main([*argv, "--params", json.dumps({"min_class_count": -1})]) == 1
     assert "select.min_class_count" in capsys.readouterr().err
+
+
+def test_nothing_kept_upstream_gives_an_empty_selection(tmp_path):
+    rows = StageRows("normalise", "000")
+    rows.dropped(7, "7_0", "gate_failed", {"why": "blurry"})
+    write_manifest(rows.frame(), manifest_path(tmp_path, "normalise", "000"))
+    out_manifest, out_dataset = tmp_path / "s" / "all.parquet", tmp_path / "s" / "d.parquet"
+    select.run([str(manifest_path(tmp_path, "normalise", "000"))], None, params(), out_manifest, out_dataset)
+    assert len(pd.read_parquet(out_dataset)) == 0 and len(pd.read_parquet(out_manifest)) == 0
+    assert list(pd.read_parquet(out_dataset).columns) == select.DATASET_COLUMNS

@@ -133,6 +133,9 @@ def load_items(manifests: Iterable[str | os.PathLike[str]]) -> pd.DataFrame:
     """The kept rows of the normalise manifests, with the columns select needs, sorted by post id and face."""
     manifests = list(manifests)
     df = read_kept(manifests)
+    if len(df) == 0:  # nothing survived normalisation: an empty selection (the packs then say so)
+        df = pd.DataFrame({c: pd.Series(dtype="object") for c in ("item_id", "path", "sha256", "label", "shard")})
+        df["post_id"] = pd.Series(dtype="Int64")
     for col in ("item_id", "post_id", "path", "sha256", "label"):
         if col not in df.columns:
             raise SelectError(f"normalise manifests ({', '.join(map(str, manifests[:3]))}...) lack column {col!r}")
