@@ -125,7 +125,13 @@ def build_results(root: Path) -> dict:
     for seed in range(5):
         png(res / "samples" / "psi0.70" / f"seed{seed:07d}.png", colour(400 + seed), (32, 32))
     png(res / "samples" / "truncation.png", colour(500), (3000, 200))
-    (res / "samples" / "interpolation.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    for k, part in enumerate(["coarse", "middle", "fine"]):
+        png(res / "samples" / f"style_mixing_{part}.png", colour(510 + k), (64, 64))
+    (res / "samples" / "images.json").write_text("{}")
+    for name in ["interpolation", "training_montage"]:
+        (res / "samples" / f"{name}.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + name.encode())
+    (res / "train" / "network-final.pt").write_bytes(b"not a network")
+    (res / "train" / "grids" / "index.json").write_text(json.dumps({"grids": ["tick-0.png", "tick-11.png"]}))
     return {"res": res, "root": root, "colours": cols}
 
 
@@ -362,17 +368,27 @@ def test_tick_montage_picks_first_last_and_numeric_order(synth, tmp_path):
 def test_sample_assets(synth, tmp_path):
     written = samples.sample_assets(synth["res"] / "samples", tmp_path, n=3)
     assert sorted(p.name for p in written) == [
+        "figure-style_mixing_coarse.png",
+        "figure-style_mixing_fine.png",
+        "figure-style_mixing_middle.png",
         "figure-truncation.png",
         "gallery-psi0.70.png",
         "video-interpolation.mp4",
+        "video-training_montage.mp4",
     ]
     with Image.open(tmp_path / "figure-truncation.png") as im:
         assert max(im.size) == samples.MAX_FIGURE
     with Image.open(tmp_path / "gallery-psi0.70.png") as im:
         assert im.size == images.sheet_size(3, 8, 96, 1, 4, True)
-    assert (tmp_path / "video-interpolation.mp4").read_bytes() == (
-        synth["res"] / "samples/interpolation.mp4"
-    ).read_bytes()
+    video = (synth["res"] / "samples/interpolation.mp4").read_bytes()
+    assert (tmp_path / "video-interpolation.mp4").read_bytes() == video
+    # what the rule passes: the sample folders and files themselves
+    again = samples.sample_assets(
+        [synth["res"] / "samples" / "psi0.70", synth["res"] / "samples" / "interpolation.mp4"], tmp_path / "b", n=3
+    )
+    assert [p.name for p in again] == ["gallery-psi0.70.png", "video-interpolation.mp4"]
+    with pytest.raises(FileNotFoundError, match="sample rule"):
+        samples.sample_assets([tmp_path / "nope"], tmp_path / "c")
 
 
 def test_cli(synth, tmp_path):
@@ -399,8 +415,22 @@ config = {{"dataset": {{"name": "synth", "root": "mirror"}}, "shards": {{"count"
 RES = "results/synth"
 SHARDS = ["000"]
 TARGETS = []
+# Stand-ins for the train and sample rules (their outputs exist already; report.smk refers to them by name).
+rule train:
+    output: network=f"{{RES}}/train/network-final.pt", metrics=f"{{RES}}/train/metrics.jsonl",
+            grids=f"{{RES}}/train/grids/index.json"
+rule sample_images:
+    output: dirs=[directory(f"{{RES}}/samples/psi0.70")], index=f"{{RES}}/samples/images.json"
+rule sample_figures:
+    output: truncation=f"{{RES}}/samples/truncation.png",
+            mixing=[f"{{RES}}/samples/style_mixing_{{r}}.png" for r in ["coarse", "middle", "fine"]]
+rule sample_video:
+    output: video=f"{{RES}}/samples/interpolation.mp4"
+rule sample_montage:
+    output: video=f"{{RES}}/samples/training_montage.mp4"
 include: {rules!r}
 rule all:
+    default_target: True
     input: TARGETS
 """
 
@@ -471,6 +501,10 @@ def test_report_rules_build_a_report(synth, tmp_path):
         },
     )
     assert {"gallery-psi0.70.png", "figure-truncation.png", "video-interpolation.mp4"} <= set(files)
+    assert {"figure-style_mixing_fine.png", "video-training_montage.mp4"} <= set(files)
+    # the tick montage used the grids the trainer listed in grids/index.json
+    with Image.open(work / "results/synth/report/tick_grids.png") as im:
+        assert im.width == 2 * 384 + 3 * 8
     assert files["crop-no_face.png"]["labels"] == {"stage": "crop", "reason": "no_face"}
 
 

@@ -128,7 +128,8 @@ rule report_cards:
 
 rule report_training:
     input:
-        metrics=f"{RES}/train/metrics.jsonl",
+        metrics=rules.train.output.metrics,
+        grids=rules.train.output.grids,
     output:
         curves=report(
             f"{REPORT_DIR}/training_curves.png",
@@ -147,13 +148,15 @@ rule report_training:
     conda:
         "../../envs/report.yaml"
     shell:
-        "python -m animefaces.report training {input.metrics:q} --curves {output.curves:q}"
-        " --montage {output.grids:q} > {log:q} 2>&1"
+        "python -m animefaces.report training {input.metrics:q} --grids {input.grids:q}"
+        " --curves {output.curves:q} --montage {output.grids:q} > {log:q} 2>&1"
 
 
 rule report_samples:
     input:
-        samples=f"{RES}/samples",
+        images=rules.sample_images.output.dirs,
+        figures=rules.sample_figures.output,
+        videos=[rules.sample_video.output.video, rules.sample_montage.output.video],
     output:
         report(
             directory(f"{REPORT_DIR}/samples"),
@@ -168,7 +171,8 @@ rule report_samples:
     conda:
         "../../envs/report.yaml"
     shell:
-        "python -m animefaces.report samples {input.samples:q} --out {output:q} > {log:q} 2>&1"
+        "python -m animefaces.report samples {input.images:q} {input.figures:q} {input.videos:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 TARGETS.extend(

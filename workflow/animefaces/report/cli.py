@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=4, help="tick grids in the montage (default 4)")
 
     p = sub.add_parser("samples", help="galleries, figures and videos from the samples folder")
-    p.add_argument("samples", help="RES/samples")
+    p.add_argument("samples", nargs="+", help="sample folders (one gallery each), figures, videos, or RES/samples")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("-n", type=int, default=32, help="images per gallery (default 32)")
     return ap

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image
@@ -40,14 +41,27 @@ def scaled_figure(src: Path, out: Path, max_side: int = MAX_FIGURE) -> None:
         save_png(im, out)
 
 
-def sample_assets(samples: str | os.PathLike[str], outdir: str | os.PathLike[str], n: int = 32) -> list[Path]:
-    """Build ``gallery-<folder>.png``, ``figure-<name>.png`` and ``video-<name>.<ext>`` under ``outdir``."""
-    samples, outdir = Path(samples), Path(outdir)
-    if not samples.is_dir():
-        raise FileNotFoundError(f"{samples}: no samples folder (has the sample rule run?)")
+def sample_assets(
+    sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], outdir: str | os.PathLike[str], n: int = 32
+) -> list[Path]:
+    """Build ``gallery-<folder>.png``, ``figure-<name>.png`` and ``video-<name>.<ext>`` under ``outdir``.
+
+    ``sources``: folders of sample images (one gallery each), figure images, videos, or a folder holding those
+    (e.g. ``RES/samples``); other files (JSON indexes) are skipped."""
+    if isinstance(sources, str | os.PathLike):
+        sources = [sources]
+    outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
+    entries: list[Path] = []  # folders first (galleries), then files, each group in name order
+    for src in map(Path, sources):
+        if not src.exists():
+            raise FileNotFoundError(f"{src}: no such sample file or folder (has the sample rule run?)")
+        if src.is_dir() and any(p.is_dir() for p in src.iterdir()):  # a folder of sample folders and figures
+            entries.extend(sorted(src.iterdir()))
+        else:
+            entries.append(src)
     written = []
-    for entry in sorted(samples.iterdir()):
+    for entry in sorted(entries, key=lambda p: (not p.is_dir(), p.name)):
         if entry.is_dir() and _images(entry):
             target = outdir / f"gallery-{entry.name}.png"
             gallery(entry, target, n=n)
