@@ -124,7 +124,7 @@ def test_hdf5_round_trip_biggan_access_pattern(tmp_path, compression):
     names = {0: "(unlabelled)", **CLASS_NAMES}
     assert by_label == {k: (v, 3) for k, v in names.items()}
     assert saved["config"]["pack"]["hdf5"]["compression"] == compression
-    assert saved["code"]["animefaces"]
+    assert saved["code"]["animefaces"] and saved["warnings"] == []
     assert [p.name for p in out.parent.iterdir()] == ["demo.hdf5"]  # no temporary left behind
 
 
@@ -189,6 +189,9 @@ def test_tfrecord_round_trip_all_resolutions(tmp_path):
     assert np.array_equal(onehot.argmax(axis=1), labels[perm]) and np.all(onehot.sum(axis=1) == 1)
     assert card["labels_stored"] and len(card["files"]) == 5
     assert card["size_vs_source_images"] > 1  # raw pixels at 4 resolutions vs compressed PNGs
+    assert card["disk_bytes"] == sum((out / f["path"].split("/")[-1]).stat().st_size for f in card["files"])
+    (warning,) = card["warnings"]
+    assert f"{card['size_vs_source_images']:.1f}x" in warning and "19x" in warning
 
 
 def test_tfrecord_rounding_is_dataset_tools_not_repeated_rounding():
