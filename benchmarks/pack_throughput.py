@@ -5,6 +5,8 @@ For N images of S x S (default 10,000 x 256 x 256):
 - from arrays: HDF5 and TFRecord writers fed already-decoded arrays (no PNG decoding), fsync included;
 - end to end: ``animefaces.pack.pack(...)`` from PNG files listed in a dataset table, as the workflow runs it
   (read + sha256 check + decode on ``--threads`` threads + write + fsync + the card's sha256 of the output).
+CPU ms/image is this process's user + system time (all threads) per image: a measure that does not depend on how
+busy the machine is, unlike the wall-clock ratios.
 Image content: the 100 real 256x256 anime faces in ../shared/data/faces/selfie2anime (resized if --size differs),
 cycled to N (synthetic gradients + noise when the shared data is absent). Image generation and PNG writing happen
 before any timing. The raw measurement runs before and after the packs; the ratio uses their mean.
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import resource
 import shutil
 import sys
 import time
@@ -59,11 +62,16 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def raw_write(path: Path, pool_chw: np.ndarray, n: int, batch: int = 500) -> float:
-    """Seconds to write the N x 3 x S x S bytes with ndarray.tofile in batches, plus fsync."""
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def raw_write(path: Path, pool_chw: np.ndarray, n: int, batch: int = 500) -> tuple[float, float]:
+    """(wall, CPU) seconds to write the N x 3 x S x S bytes with ndarray.tofile in batches, plus fsync."""
     k = len(pool_chw)
     batches = [np.ascontiguousarray(pool_chw[np.arange(i, i + batch) % k]) for i in range(0, k * batch, batch)][:k]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     with open(path, "wb") as fh:
         done = 0
         j = 0
@@ -74,9 +82,9 @@ def raw_write(path: Path, pool_chw: np.ndarray, n: int, batch: int = 500) -> flo
             j += 1
         fh.flush()
         os.fsync(fh.fileno())
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     path.unlink()
-    return seconds
+    return seconds, cpu
 
 
 def cycle(pool: list[np.ndarray], n: int):
@@ -136,43 +144,51 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, float] = {}
     sizes: dict[str, int] = {}
-    results["raw (before)"] = raw_write(work / "raw.bin", pool_chw, n)
+    cpu: dict[str, float] = {}
+    results["raw (before)"], cpu["raw (before)"] = raw_write(work / "raw.bin", pool_chw, n)
 
     out = work / "a.hdf5"
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     hdf5.write_hdf5(out, cycle(pool, n), labels, size, chunk=params["hdf5"]["chunk"])
     results["hdf5 from arrays"] = time.perf_counter() - t0
+    cpu["hdf5 from arrays"] = cpu_seconds() - c0
     sizes["hdf5 from arrays"] = size_of(out)
     out.unlink()
 
     out = work / "tfr"
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_seconds()
     tfrecord.write_tfrecords(out, "bench", cycle(pool, n), size, labels=labels)
     results["tfrecord from arrays"] = time.perf_counter() - t0
+    cpu["tfrecord from arrays"] = cpu_seconds() - c0
     sizes["tfrecord from arrays"] = size_of(out)
     shutil.rmtree(out)
 
     for fmt, target in (("hdf5", work / "e.hdf5"), ("tfrecord", work / "e_tfr"), ("zip", work / "e.zip")):
         os.sync()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         packmod.pack(fmt, table, target, None, params, name="bench", threads=args.threads)
         results[f"{fmt} end-to-end from PNG"] = time.perf_counter() - t0
+        cpu[f"{fmt} end-to-end from PNG"] = cpu_seconds() - c0
         sizes[f"{fmt} end-to-end from PNG"] = size_of(target)
         shutil.rmtree(target) if target.is_dir() else target.unlink()
 
-    results["raw (after)"] = raw_write(work / "raw.bin", pool_chw, n)
+    results["raw (after)"], cpu["raw (after)"] = raw_write(work / "raw.bin", pool_chw, n)
     raw = (results["raw (before)"] + results["raw (after)"]) / 2
     hdf5_arrays = results["hdf5 from arrays"]
 
     print(f"N={n} images {size}x{size}, raw bytes {raw_bytes / 2**20:.0f} MiB, PNG set {png_bytes / 2**20:.0f} MiB")
-    print(f"cores={os.cpu_count()} threads={args.threads} dir={work}")
+    print(f"cores={os.cpu_count()} threads={args.threads} dir={work} load average at the end {os.getloadavg()}")
     print()
-    print("| measurement | seconds | images/s | MiB/s written | size vs PNG set | vs raw write | vs HDF5 (arrays) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| measurement | seconds | images/s | MiB/s written | CPU ms/image | size vs PNG set | vs raw write "
+        "| vs HDF5 (arrays) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for key, sec in results.items():
         written = sizes.get(key, raw_bytes)
         print(
-            f"| {key} | {sec:.2f} | {n / sec:.0f} | {written / 2**20 / sec:.0f} | {written / png_bytes:.2f}x "
+            f"| {key} | {sec:.2f} | {n / sec:.0f} | {written / 2**20 / sec:.0f} | {cpu[key] / n * 1e3:.2f} "
+            f"| {written / png_bytes:.2f}x "
             f"| {raw / sec:.2f} | {hdf5_arrays / sec:.2f} |"
         )
     shutil.rmtree(work, ignore_errors=True)
