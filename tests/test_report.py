@@ -167,6 +167,17 @@ def test_contact_sheet_geometry_and_bad_files(tmp_path):
     assert images.contact_sheet([], title="x").size == images.sheet_size(1, 8, 128, 0, 4, True)
 
 
+def test_short_details_and_wrap():
+    text = json.dumps({"detector": "lbpcascade", "faces_detected": 0, "source_path": "a/b.png", "faces": [], "n": 2.5})
+    assert data.short_details(text) == "faces_detected=0, n=2.5"
+    assert data.short_details("not json") == ""
+    lines = images.wrap("alpha=1, beta=2, gamma=3, delta=4", images.text_width("alpha=1, beta=2"), 2, sep=", ")
+    assert lines[0] == "alpha=1, beta=2" and len(lines) == 2 and lines[1].startswith("gamma=3")
+    width = images.text_width("a b")
+    out = images.wrap("a b c d e f", width, 2)  # too long for two lines: the last one ends in an ellipsis
+    assert out[0] == "a b" and out[1].endswith("…") and images.text_width(out[1]) <= width
+
+
 def test_stable_sample_is_deterministic_and_bounded():
     ids = [f"{i}_0" for i in range(100)]
     a = data.stable_sample(ids, 10)
@@ -241,8 +252,8 @@ def test_drop_sheets_show_what_each_stage_dropped(synth, tmp_path):
     }
     for name, rgb in expect.items():
         with Image.open(tmp_path / name) as im:
-            assert im.size == images.sheet_size(1, 4, 48, 2, 4, True)
-            assert tile_colour(im.convert("RGB"), 0, 4, 48, 2) == rgb, name
+            assert im.size == images.sheet_size(1, 4, 48, 1 + sheets.DETAIL_LINES, 4, True)
+            assert tile_colour(im.convert("RGB"), 0, 4, 48, 1 + sheets.DETAIL_LINES) == rgb, name
 
 
 def test_duplicate_pairs_order_and_sheet(synth, tmp_path):

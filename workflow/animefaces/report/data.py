@@ -83,8 +83,13 @@ def stable_sample(ids: Iterable[str], n: int, salt: str = "animefaces-report") -
     return [i for _, i in keyed[: max(0, n)]]
 
 
-def short_details(text: str | None, skip: Iterable[str] = (), max_value: int = 24) -> str:
-    """A ledger ``details`` JSON as ``k=v, k=v`` with long values left out (for a one-line tile caption)."""
+# Details keys that say how a stage was configured rather than what it found; left out of tile captions.
+CONFIG_KEYS = {"detector", "scale_factor", "min_neighbors", "score", "rule", "scheme"}
+
+
+def short_details(text: str | None, skip: Iterable[str] = CONFIG_KEYS, max_value: int = 24) -> str:
+    """A ledger ``details`` JSON as ``k=v, k=v`` for a tile caption: file paths, configuration echoes
+    (``skip``), empty and long values are left out."""
     try:
         details = json.loads(text) if text else {}
     except (TypeError, ValueError):
@@ -93,7 +98,7 @@ def short_details(text: str | None, skip: Iterable[str] = (), max_value: int = 2
         return str(details)[:max_value]
     parts = []
     for key, value in details.items():
-        if key in skip:
+        if key in skip or key.endswith("path") or value in (None, "", [], {}):
             continue
         if isinstance(value, float):
             value = f"{value:.3g}"

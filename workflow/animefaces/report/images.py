@@ -55,22 +55,33 @@ def fit_text(text: str, width: int, fnt=None) -> str:
     return text + "…"
 
 
-def placeholder(size: int, message: str) -> Image.Image:
-    im = Image.new("RGB", (size, size), PLACEHOLDER)
-    draw = ImageDraw.Draw(im)
-    fnt = font()
-    words, lines, line = message.split(), [], ""
-    for word in words:  # greedy word wrap
-        trial = f"{line} {word}".strip()
-        if line and text_width(trial, fnt) > size - 8:
+def wrap(text: str, width: int, max_lines: int, sep: str = " ", fnt=None) -> list[str]:
+    """Greedy word wrap of ``text`` into at most ``max_lines`` lines of ``width`` px (the last one shortened)."""
+    fnt = fnt or font()
+    lines: list[str] = []
+    line = ""
+    for word in text.split(sep):
+        trial = f"{line}{sep}{word}" if line else word
+        if line and text_width(trial, fnt) > width:
             lines.append(line)
             line = word
         else:
             line = trial
-    lines.append(line)
+    if line:
+        lines.append(line)
+    if len(lines) > max_lines:
+        lines = lines[: max_lines - 1] + [fit_text(sep.join(lines[max_lines - 1 :]) + " ", width, fnt)]
+    return [fit_text(x.strip(), width, fnt) for x in lines]
+
+
+def placeholder(size: int, message: str) -> Image.Image:
+    im = Image.new("RGB", (size, size), PLACEHOLDER)
+    draw = ImageDraw.Draw(im)
+    fnt = font()
+    lines = wrap(message, size - 8, max(1, (size - 8) // LINE_HEIGHT), fnt=fnt)
     y = max(4, (size - LINE_HEIGHT * len(lines)) // 2)
     for text in lines:
-        draw.text((4, y), fit_text(text, size - 8, fnt), fill=TEXT, font=fnt)
+        draw.text((4, y), text, fill=TEXT, font=fnt)
         y += LINE_HEIGHT
     return im
 

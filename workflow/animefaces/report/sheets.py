@@ -8,11 +8,12 @@ from pathlib import Path
 import pandas as pd
 
 from .data import ImageIndex, Sources, dropped, load_rows, parse_details, short_details, stable_sample
-from .images import Tile, contact_sheet, hstack, save_png, vstack, with_title
+from .images import Tile, contact_sheet, hstack, save_png, vstack, with_title, wrap
 
 # Ingest drops are metadata decisions (rating, tags, score, ...): counted in the funnel, never shown as pictures
 # (showing e.g. rating-filtered posts in a report is exactly what the filter was for).
 PICTURE_STAGES = ["crop", "clean", "dedup", "normalise", "select"]
+DETAIL_LINES = 2  # caption lines of ledger details under each dropped item
 
 
 def kept_sheet(
@@ -47,7 +48,9 @@ def drop_sheet_name(stage: str, reason: str) -> str:
     return f"{stage}-{reason}.png"
 
 
-def drop_tiles(rows: pd.DataFrame, index: ImageIndex, stage: str, reason: str, n: int) -> tuple[list[Tile], int]:
+def drop_tiles(
+    rows: pd.DataFrame, index: ImageIndex, stage: str, reason: str, n: int, tile_px: int = 128
+) -> tuple[list[Tile], int]:
     """Up to ``n`` example tiles (stable sample) of the items ``stage`` dropped for ``reason``, and the total."""
     df = dropped(rows, [stage])
     df = df[df["reason"] == reason].drop_duplicates("item_id").set_index("item_id")
@@ -57,7 +60,8 @@ def drop_tiles(rows: pd.DataFrame, index: ImageIndex, stage: str, reason: str, n
         path = index.input_image(stage, item)
         if path is None and isinstance(row["path"], str) and row["path"]:
             path = index.resolve(row["path"])
-        tiles.append(Tile(path=path, lines=[item, short_details(row["details"])]))
+        details = wrap(short_details(row["details"]), tile_px, DETAIL_LINES, sep=", ")
+        tiles.append(Tile(path=path, lines=[item, *details]))
     return tiles, len(df)
 
 
@@ -66,7 +70,7 @@ def drop_sheets(
     outdir: str | os.PathLike[str],
     n: int = 32,
     cols: int = 8,
-    tile: int = 96,
+    tile: int = 128,
     base: str | os.PathLike[str] = ".",
     stages: list[str] | None = None,
 ) -> list[Path]:
@@ -82,10 +86,10 @@ def drop_sheets(
     df = dropped(rows, stages or PICTURE_STAGES)
     for stage in [s for s in PICTURE_STAGES if s in set(df["stage"])]:
         for reason in sorted(df.loc[df["stage"] == stage, "reason"].unique()):
-            tiles, total = drop_tiles(rows, index, stage, reason, n)
-            title = f"{stage}: {reason} — {len(tiles)} of {total:,} dropped items"
+            tiles, total = drop_tiles(rows, index, stage, reason, n, tile)
+            title = f"{stage}: {reason} ({len(tiles)} of {total:,} dropped items)"
             path = outdir / drop_sheet_name(stage, reason)
-            save_png(contact_sheet(tiles, cols=cols, tile=tile, title=title, lines=2), path)
+            save_png(contact_sheet(tiles, cols=cols, tile=tile, title=title, lines=1 + DETAIL_LINES), path)
             written.append(path)
     return written
 
