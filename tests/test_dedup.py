@@ -201,7 +201,8 @@ def test_danbooru_reencodings_grouped(shared, tmp_path):
     params = {**defaults()["clean"], "min_size": 16, "monochrome": []}
     cleaned = clean.clean_frame(_test_items(files, tmp_path), "000", params)
     assert (cleaned["status"] == "kept").all()
-    out, pairs, summary = dedup_manifests({"000": cleaned}, defaults()["dedup"])
+    # luminance hashes only (the seed's behaviour): the colour-managed variants join their stored-pixel twins
+    out, pairs, summary = dedup_manifests({"000": cleaned}, {**defaults()["dedup"], "colour_check": False})
     res = out["000"].set_index("item_id")
     name = {f"{k + 1}_0": f.name for k, f in enumerate(files)}
 
@@ -243,6 +244,18 @@ def test_danbooru_reencodings_grouped(shared, tmp_path):
         assert det["duplicate_of"] in kept and 0 <= det["distance"] <= 8
     assert summary["exact_duplicate"] + summary["near_duplicate"] == 14
     assert set(pairs["kind"]) == {"exact", "near"} and (pairs["distance"] <= 8).all()
+
+    # with the colour check (default), the grey PNG and the colour PNG are no longer one picture, and ProPhoto
+    # -> sRGB shifts the colours just past the limit (6.1-6.8 levels from its twins); every near drop is within
+    # the colour limit, every rejected pair beyond it
+    out, pairs, summary = dedup_manifests({"000": cleaned}, defaults()["dedup"])
+    res = out["000"].set_index("item_id")
+    status = {name[i]: res.loc[i, "status"] for i in res.index}
+    assert status["countergirl-prophoto.jpg"] == "kept" and status["countergirl-p3.jpg"] == "dropped"
+    assert status["countergirl-grey-srgb.png"] == "kept" and status["countergirl-no-exif.png"] == "kept"
+    assert summary["colour_differs"] == 3 and sorted(status.values()).count("kept") == 4
+    near = pairs[pairs["kind"] == "near"]
+    assert (near["colour_diff"] <= 6).all() and (pairs[pairs["kind"] == "colour_differs"]["colour_diff"] > 6).all()
 
 
 def test_byte_identical_illustrations_one_kept(shared, tmp_path):
@@ -306,3 +319,33 @@ def test_cli_dedups_across_shards(tmp_path):
     assert perceptual_hash(base) == allrows.loc["10_0", "phash"]
     with pytest.raises(SystemExit):
         dedup_main(["--inputs", *ins, "--outputs", outs[0], "--pairs", str(tmp_path / "p.parquet")])
+
+
+def test_colour_variants_of_one_line_art(tmp_path):
+    """Same drawing, other background colour of similar luminance: the luminance hash cannot tell them apart,
+    the colour check keeps both; without it (the seed's behaviour) one is a near duplicate."""
+    from PIL import ImageDraw
+
+    def draw(bg):
+        im = Image.new("RGB", (128, 128), bg)
+        d = ImageDraw.Draw(im)
+        d.ellipse((24, 20, 104, 110), fill=(250, 220, 200), outline=(0, 0, 0), width=3)
+        d.ellipse((44, 52, 58, 66), fill=(30, 30, 30))
+        d.ellipse((70, 52, 84, 66), fill=(30, 30, 30))
+        d.arc((50, 70, 78, 95), 20, 160, fill=(0, 0, 0), width=3)
+        return im
+
+    for name, bg in {"1_0": (200, 120, 120), "2_0": (110, 160, 150), "3_0": (200, 120, 120)}.items():
+        draw(bg).save(tmp_path / f"{name}.png")
+    Image.open(tmp_path / "3_0.png").resize((100, 100), Image.Resampling.LANCZOS).save(tmp_path / "3_0.png")
+    files = [tmp_path / f"{k}_0.png" for k in (1, 2, 3)]
+    params = {**defaults()["clean"], "monochrome": []}
+    cleaned = clean.clean_frame(_test_items(files, tmp_path), "000", params)
+    kept = cleaned.set_index("item_id")
+    assert hamming([kept.loc["1_0", "phash"]], [kept.loc["2_0", "phash"]])[0] <= 8  # the hash sees one picture
+    out, pairs, _ = dedup_manifests({"000": cleaned}, defaults()["dedup"])
+    status = out["000"].set_index("item_id")["status"].to_dict()
+    assert status == {"1_0": "kept", "2_0": "kept", "3_0": "dropped"}  # the resized copy is still a duplicate
+    assert set(pairs["kind"]) == {"near", "colour_differs"}
+    out, _, _ = dedup_manifests({"000": cleaned}, {**defaults()["dedup"], "colour_check": False})
+    assert out["000"].set_index("item_id")["status"].tolist() == ["kept", "dropped", "dropped"]

@@ -14,8 +14,9 @@ Checks, in order (the first that fails names the ledger reason):
    ``low_colour``: fewer than ``low_colour.min_colours`` distinct RGB colours (the seed's ``< 257`` test).
 
 Kept rows carry the crop columns forward and add ``width``, ``height`` (decoded), ``file_bytes``, ``file_sha256``,
-``pixel_sha256``, ``phash`` (64-bit perceptual hash as int64, algorithm in ``phash_method``), ``source_format``
-and ``lossless`` (from the *source* post's file: sniffed from its bytes, else ``source_ext``).
+``pixel_sha256``, ``phash`` (64-bit perceptual hash as int64, algorithm in ``phash_method``), ``colour_thumb``
+(4 x 4 RGB block means, hex; dedup's colour check), ``source_format`` and ``lossless`` (from the *source*
+post's file: sniffed from its bytes, else ``source_ext``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import pandas as pd
 from .columns import carried_dtypes, na_columns, with_dtypes
 from .config import parse_params
 from .decode import ImageRejected, format_of_file, is_lossless, load_rgb
-from .dedup.hashing import file_sha256, perceptual_hash, pixel_sha256
+from .dedup.hashing import colour_thumb, file_sha256, perceptual_hash, pixel_sha256
 from .manifest import LEDGER_COLUMNS, StageRows, read_kept, write_manifest
 
 STAGE = "clean"
@@ -54,6 +55,7 @@ KEPT_COLUMNS = [
     "pixel_sha256",
     "phash",
     "phash_method",
+    "colour_thumb",
     "source_format",
     "lossless",
 ]
@@ -66,6 +68,7 @@ KEPT_DTYPES = {
     "pixel_sha256": "string",
     "phash": "Int64",
     "phash_method": "string",
+    "colour_thumb": "string",
     "source_format": "string",
     "lossless": "boolean",
 }
@@ -218,6 +221,7 @@ def check_image(
             "pixel_sha256": psha,
             "phash": perceptual_hash(rgb, params["hash"]),
             "phash_method": params["hash"],
+            "colour_thumb": colour_thumb(rgb),
             "source_format": src_fmt,
             "lossless": _lossless(src_fmt),
         },

@@ -7,6 +7,8 @@
    items are visited best first; an item is dropped when an already-kept item lies within ``max_distance``, as a
    duplicate of the nearest such item (ties: the better one), else it is kept. So every dropped item is within
    ``max_distance`` of its survivor, and chains (A~B~C with A, C far apart) cannot merge unrelated pictures.
+   Colour check (``dedup.colour_check``): perceptual hashes see luminance only, so a hash-near pair also needs
+   colour thumbnails within ``max_colour_diff`` levels; colour variants of one line art are kept.
 
 "Best" (the survivor rule, deterministic): largest resolution (w * h), then lossless source over lossy, then lowest
 post id, then item id.
@@ -25,7 +27,7 @@ import pandas as pd
 
 from ..columns import carried_dtypes, na_columns, with_dtypes
 from ..manifest import DROPPED, KEPT, LEDGER_COLUMNS, StageRows
-from .hashing import as_uint64
+from .hashing import as_uint64, colour_diff
 from .index import near_pairs
 
 STAGE = "dedup"
@@ -42,6 +44,7 @@ PAIR_COLUMNS = [
     "path_a",
     "path_b",
     "dropped",
+    "colour_diff",
 ]
 
 
@@ -102,12 +105,17 @@ def _key_edges(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a[keep], b[keep]
 
 
-def find_duplicates(df: pd.DataFrame, max_distance: int, near: bool = True) -> pd.DataFrame:
+def find_duplicates(
+    df: pd.DataFrame, max_distance: int, near: bool = True, max_colour_diff: float | None = None
+) -> pd.DataFrame:
     """Decide every row of ``df`` (the kept clean rows of all shards).
+
+    ``max_colour_diff``: when set, a hash-near pair only counts if the colour thumbnails (``colour_thumb``) differ
+    by at most this many levels on average; other pairs are reported with kind ``colour_differs`` and kept.
 
     Returns a frame aligned with ``df`` with columns ``status``, ``reason``, ``duplicate_of`` (row index of the
     survivor or -1), ``identical_to`` (row index of the exact twin that survived the exact step, or -1),
-    ``distance``, plus ``pairs``: a frame of (a, b, distance, kind) row-index pairs in ``attrs``.
+    ``distance``, plus ``pairs``: a frame of (a, b, distance, kind, colour_diff) row-index pairs in ``attrs``.
     """
     n = len(df)
     rank = priority_rank(df)
@@ -131,6 +139,8 @@ def find_duplicates(df: pd.DataFrame, max_distance: int, near: bool = True) -> p
     near_of = np.full(n, -1, dtype=np.int64)
     near_dist = np.zeros(n, dtype=np.int64)
     pair_a, pair_b, pair_d = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    pair_c = np.zeros(0)
+    rej_a, rej_b, rej_d, rej_c = pair_a, pair_b, pair_d, pair_c
     if near and len(reps) > 1:
         i, j, d = near_pairs(hashes[reps], max_distance)
         gi, gj = reps[i], reps[j]
@@ -138,6 +148,16 @@ def find_duplicates(df: pd.DataFrame, max_distance: int, near: bool = True) -> p
         pair_a = np.where(better_first, gi, gj)  # a: the better item of the pair
         pair_b = np.where(better_first, gj, gi)
         pair_d = d
+        if max_colour_diff is not None:
+            if "colour_thumb" not in df.columns or df["colour_thumb"].isna().any():
+                raise ValueError("the colour check needs colour_thumb from the clean stage: rerun clean")
+            thumbs = df["colour_thumb"].astype(str).to_numpy()
+            pair_c = colour_diff(thumbs[pair_a], thumbs[pair_b])
+            ok = pair_c <= max_colour_diff
+            rej_a, rej_b, rej_d, rej_c = pair_a[~ok], pair_b[~ok], pair_d[~ok], pair_c[~ok]
+            pair_a, pair_b, pair_d, pair_c = pair_a[ok], pair_b[ok], pair_d[ok], pair_c[ok]
+        else:
+            pair_c = np.full(len(pair_a), np.nan)
         # visit the worse item of each pair in priority order; its better neighbours are already decided
         order = np.lexsort((rank[pair_a], pair_d, rank[pair_b]))
         for k in order:
@@ -178,10 +198,13 @@ def find_duplicates(df: pd.DataFrame, max_distance: int, near: bool = True) -> p
     ex = np.flatnonzero(~is_rep)
     pairs = pd.DataFrame(
         {
-            "a": np.concatenate([exact_rep[ex], pair_a]),
-            "b": np.concatenate([ex, pair_b]),
-            "distance": np.concatenate([np.bitwise_count(hashes[exact_rep[ex]] ^ hashes[ex]).astype(np.int64), pair_d]),
-            "kind": ["exact"] * len(ex) + ["near"] * len(pair_a),
+            "a": np.concatenate([exact_rep[ex], pair_a, rej_a]),
+            "b": np.concatenate([ex, pair_b, rej_b]),
+            "distance": np.concatenate(
+                [np.bitwise_count(hashes[exact_rep[ex]] ^ hashes[ex]).astype(np.int64), pair_d, rej_d]
+            ),
+            "kind": ["exact"] * len(ex) + ["near"] * len(pair_a) + ["colour_differs"] * len(rej_a),
+            "colour_diff": np.concatenate([np.zeros(len(ex)), pair_c, rej_c]),
         }
     )
     out.attrs["pairs"] = pairs
@@ -215,8 +238,9 @@ def dedup_manifests(
         dup = allk["item_id"][allk["item_id"].duplicated()]
         if len(dup):
             raise ValueError(f"item id {dup.iloc[0]!r} is kept in more than one clean manifest")
+    colour = float(params["max_colour_diff"]) if params.get("colour_check", True) else None
     decision = (
-        find_duplicates(allk, int(params["max_distance"]), bool(params.get("near", True)))
+        find_duplicates(allk, int(params["max_distance"]), bool(params.get("near", True)), colour)
         if len(allk)
         else pd.DataFrame(columns=["status", "reason", "duplicate_of", "identical_to", "distance"])
     )
@@ -246,9 +270,8 @@ def dedup_manifests(
 
     pairs = decision.attrs.get("pairs") if len(allk) else None
     if pairs is None or not len(pairs):
-        pairs_df = pd.DataFrame(
-            {c: pd.Series(dtype="string" if c not in ("distance",) else "int64") for c in PAIR_COLUMNS}
-        )
+        kinds = {"distance": "int64", "colour_diff": "float64"}
+        pairs_df = pd.DataFrame({c: pd.Series(dtype=kinds.get(c, "string")) for c in PAIR_COLUMNS})
     else:
         a = pairs["a"].to_numpy()
         b = pairs["b"].to_numpy()
@@ -268,6 +291,7 @@ def dedup_manifests(
                 "path_a": pd.array(path[a], dtype="string"),
                 "path_b": pd.array(path[b], dtype="string"),
                 "dropped": pd.array(dropped, dtype="string"),
+                "colour_diff": pairs["colour_diff"].astype("float64").round(2),
             }
         ).sort_values(["kind", "distance", "item_a", "item_b"], ignore_index=True)
     n_exact = int((decision["reason"] == EXACT).sum()) if len(allk) else 0
@@ -278,6 +302,7 @@ def dedup_manifests(
         EXACT: n_exact,
         NEAR: n_near,
         "pairs": len(pairs_df),
+        "colour_differs": int((pairs_df["kind"] == "colour_differs").sum()) if len(pairs_df) else 0,
         "max_distance": int(params["max_distance"]),
     }
     return out, pairs_df, summary

@@ -60,6 +60,28 @@ def perceptual_hash(rgb: np.ndarray | Image.Image, method: str = "phash") -> int
     return to_int64(bits_to_int(fn(im).hash))
 
 
+THUMB_SIZE = 4  # 4 x 4 RGB block means: 48 bytes, stored as 96 hex digits
+
+
+def colour_thumb(rgb: np.ndarray) -> str:
+    """Hex string of the ``4 x 4`` RGB block means (box filter): a tiny colour signature.
+
+    Perceptual hashes see luminance only, so two pictures with the same line art and different colours (colour
+    variants, or procedurally drawn faces of one character) look identical to them; this signature tells them
+    apart (:func:`colour_diff`)."""
+    im = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
+    return np.asarray(im.resize((THUMB_SIZE, THUMB_SIZE), Image.Resampling.BOX), dtype=np.uint8).tobytes().hex()
+
+
+def colour_diff(a, b) -> np.ndarray:
+    """Mean absolute difference (0-255 levels) between colour thumbnails, element-wise over two sequences."""
+    ta = np.array([np.frombuffer(bytes.fromhex(x), dtype=np.uint8) for x in a], dtype=np.int16)
+    tb = np.array([np.frombuffer(bytes.fromhex(x), dtype=np.uint8) for x in b], dtype=np.int16)
+    if len(ta) == 0:
+        return np.zeros(0)
+    return np.abs(ta - tb).mean(axis=1)
+
+
 def as_uint64(values) -> np.ndarray:
     """A column of stored (int64) hashes as a uint64 array (bit-identical view)."""
     arr = np.asarray(values)
