@@ -197,6 +197,9 @@ def test_image_index_walks_back_to_the_stage_input(synth):
     assert index.input_image("select", "2_0") == res / "normalise/images/000/2_0.png"
     assert index.input_image("dedup", "1_0", include_self=True) == res / "crop/images/000/1_0.png"
     assert index.input_image("crop", "7") is None  # dropped at ingest: never had a kept image
+    only = data.ImageIndex(data.load_rows(res), base=synth["root"], ids={"5_0"})  # index just what is shown
+    assert only.input_image("clean", "5_0") == index.input_image("clean", "5_0")
+    assert only.input_image("dedup", "1_1") is None
 
 
 def test_funnel_assets_match_ledger(synth, tmp_path):

@@ -119,11 +119,15 @@ def parse_details(text: str | None) -> dict:
 class ImageIndex:
     """Per stage, the image path of every kept item (``path`` column); finds the picture behind any item."""
 
-    def __init__(self, rows: pd.DataFrame, base: str | os.PathLike[str] = ".") -> None:
+    def __init__(
+        self, rows: pd.DataFrame, base: str | os.PathLike[str] = ".", ids: Iterable[str] | None = None
+    ) -> None:
+        """``ids``: index only these items (a report shows a few dozen; the ledger may hold millions)."""
         self.base = Path(base)
-        self.stages = [s for s in STAGES if s in set(rows["stage"].unique())]
         self._paths: dict[str, dict[str, str]] = {}
         kept = rows[(rows["status"] == KEPT) & rows["path"].notna()]
+        if ids is not None:
+            kept = kept[kept["item_id"].isin(list(ids))]
         for stage, df in kept.groupby("stage", sort=False):
             self._paths[str(stage)] = dict(zip(df["item_id"].astype(str), df["path"].astype(str), strict=True))
 

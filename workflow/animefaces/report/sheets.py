@@ -48,21 +48,23 @@ def drop_sheet_name(stage: str, reason: str) -> str:
     return f"{stage}-{reason}.png"
 
 
-def drop_tiles(
-    rows: pd.DataFrame, index: ImageIndex, stage: str, reason: str, n: int, tile_px: int = 128
-) -> tuple[list[Tile], int]:
-    """Up to ``n`` example tiles (stable sample) of the items ``stage`` dropped for ``reason``, and the total."""
+def drop_examples(rows: pd.DataFrame, stage: str, reason: str, n: int) -> tuple[pd.DataFrame, int]:
+    """A stable sample of ``n`` rows that ``stage`` dropped for ``reason`` (indexed by item id), and the total."""
     df = dropped(rows, [stage])
     df = df[df["reason"] == reason].drop_duplicates("item_id").set_index("item_id")
+    return df.loc[sorted(stable_sample(df.index.astype(str), n))], len(df)
+
+
+def drop_tiles(examples: pd.DataFrame, index: ImageIndex, stage: str, tile_px: int = 128) -> list[Tile]:
+    """One tile per dropped item: the picture the stage looked at, the item id and the ledger details."""
     tiles = []
-    for item in sorted(stable_sample(df.index.astype(str), n)):
-        row = df.loc[item]
-        path = index.input_image(stage, item)
+    for item, row in examples.iterrows():
+        path = index.input_image(stage, str(item))
         if path is None and isinstance(row["path"], str) and row["path"]:
             path = index.resolve(row["path"])
         details = wrap(short_details(row["details"]), tile_px, DETAIL_LINES, sep=", ")
-        tiles.append(Tile(path=path, lines=[item, *details]))
-    return tiles, len(df)
+        tiles.append(Tile(path=path, lines=[str(item), *details]))
+    return tiles
 
 
 def drop_sheets(
@@ -79,18 +81,23 @@ def drop_sheets(
     The picture of a dropped item is what the stage looked at: the source image for crop drops, the crop for
     clean/dedup drops, and so on (see :class:`ImageIndex`)."""
     rows = load_rows(sources)
-    index = ImageIndex(rows, base)
+    df = dropped(rows, stages or PICTURE_STAGES)
+    groups = [
+        (stage, reason, *drop_examples(rows, stage, reason, n))
+        for stage in PICTURE_STAGES
+        if stage in set(df["stage"])
+        for reason in sorted(df.loc[df["stage"] == stage, "reason"].unique())
+    ]
+    index = ImageIndex(rows, base, ids={str(i) for *_, ex, _ in groups for i in ex.index})
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     written = []
-    df = dropped(rows, stages or PICTURE_STAGES)
-    for stage in [s for s in PICTURE_STAGES if s in set(df["stage"])]:
-        for reason in sorted(df.loc[df["stage"] == stage, "reason"].unique()):
-            tiles, total = drop_tiles(rows, index, stage, reason, n, tile)
-            title = f"{stage}: {reason} ({len(tiles)} of {total:,} dropped items)"
-            path = outdir / drop_sheet_name(stage, reason)
-            save_png(contact_sheet(tiles, cols=cols, tile=tile, title=title, lines=1 + DETAIL_LINES), path)
-            written.append(path)
+    for stage, reason, examples, total in groups:
+        tiles = drop_tiles(examples, index, stage, tile)
+        title = f"{stage}: {reason} ({len(tiles)} of {total:,} dropped items)"
+        path = outdir / drop_sheet_name(stage, reason)
+        save_png(contact_sheet(tiles, cols=cols, tile=tile, title=title, lines=1 + DETAIL_LINES), path)
+        written.append(path)
     return written
 
 
@@ -129,9 +136,9 @@ def pairs_sheet(
 ) -> int:
     """Duplicate pairs side by side (dropped copy | survivor, with the Hamming distance); returns pairs shown."""
     rows = load_rows(sources, ["ingest", "crop", "clean", "dedup"])
-    index = ImageIndex(rows, base)
     pairs = duplicate_pairs(rows)
     shown = pairs.head(n)
+    index = ImageIndex(rows, base, ids=set(shown["item_id"]) | set(shown["duplicate_of"]))
     tiles = []
     for row in shown.to_dict(orient="records"):
         dist = "" if pd.isna(row["distance"]) else f"d={row['distance']:g}"
