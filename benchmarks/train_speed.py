@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--images", type=int, default=256, help="synthetic dataset size")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="extra train.* override")
     args = ap.parse_args(argv)
 
     from animefaces.train.presets import PRESETS
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         overrides["batch"] = args.batch
     if args.augment:
         overrides["augment"] = args.augment
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = json.loads(value)
     params = parse_params(json.dumps(overrides), "train")
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "bench.h5"
@@ -73,12 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         if tr.device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for _ in range(args.steps):
             tr.train_step(stats)
         if tr.device.type == "cuda":
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
+        cpu = time.process_time() - c0
         imgs = args.steps * tr.cfg["batch"]
         out = {
             "benchmark": "train_speed",
@@ -97,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(dt, 3),
             "img_per_s": round(imgs / dt, 2),
             "s_per_kimg": round(dt / (imgs / 1000), 2),
+            # CPU seconds of this process per kimg: on a shared, overloaded machine wall time is inflated;
+            # cpu_s_per_kimg / threads is what the same run would take on otherwise idle cores
+            "cpu_s_per_kimg": round(cpu / (imgs / 1000), 2),
             "gpu_mem_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if tr.device.type == "cuda" else None,
         }
     print(json.dumps(out))

@@ -125,6 +125,17 @@ def test_conditional_networks_need_labels_and_use_them():
         G.mapping(z, None)
 
 
+def test_fir_upsampling_equals_zero_insertion_then_filter():
+    k = fir_kernel()
+    x = torch.randn(2, 3, 8, 8)
+    stuffed = torch.zeros(2, 3, 16, 16)
+    stuffed[..., ::2, ::2] = x  # the definition: insert zeros, pad, filter with gain 4
+    ref = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(stuffed, [2, 1, 2, 1]), (k * 4)[None, None].repeat(3, 1, 1, 1), groups=3
+    )
+    assert torch.allclose(upsample2d(x, k), ref, atol=1e-5)
+
+
 def test_fir_resampling_preserves_flat_images_and_shapes():
     k = fir_kernel()
     x = torch.full((1, 2, 8, 8), 3.0)

@@ -46,15 +46,15 @@ def _depthwise(x: Tensor, kernel: Tensor, stride: int = 1) -> Tensor:
 
 
 def upsample2d(x: Tensor, kernel: Tensor) -> Tensor:
-    """2x upsampling: zero insertion, then the FIR filter with gain 4 (keeps the signal's mean)."""
-    n, c, h, w = x.shape
-    x = x.reshape(n, c, h, 1, w, 1)
-    x = F.pad(x, [0, 1, 0, 0, 0, 1])
-    x = x.reshape(n, c, h * 2, w * 2)
+    """2x upsampling: zero insertion then the FIR filter with gain 4 (keeps the signal's mean).
+
+    Done as one depthwise transposed convolution with stride 2 (the polyphase form of "insert zeros, pad, filter"),
+    several times faster than materialising the zero-stuffed image; the kernel is symmetric.
+    """
+    c = x.shape[1]
     kh = kernel.shape[0]
-    p0, p1 = (kh + 1) // 2, (kh - 2) // 2
-    x = F.pad(x, [p0, p1, p0, p1])
-    return _depthwise(x, kernel * 4)
+    weight = (kernel * 4).to(dtype=x.dtype, device=x.device)[None, None].repeat(c, 1, 1, 1)
+    return F.conv_transpose2d(x, weight, stride=2, padding=(kh - 2) // 2, groups=c)
 
 
 def downsample2d(x: Tensor, kernel: Tensor) -> Tensor:
