@@ -523,7 +523,11 @@ def _tree(path: Path) -> set[str]:
     return {str(p.relative_to(path)) for p in path.rglob("*")}
 
 
-def test_path_traversal_is_impossible(tmp_path):
+@pytest.mark.parametrize("list_after", [1, 1000], ids=["listing", "lstat"])
+def test_path_traversal_is_impossible(tmp_path, monkeypatch, list_after):
+    from animefaces.ingest import mirror as mirror_mod
+
+    monkeypatch.setattr(mirror_mod, "LIST_AFTER", list_after)
     outside = tmp_path / "outside"
     outside.mkdir()
     secret = outside / "4242.png"
@@ -581,6 +585,10 @@ def test_duplicate_metadata_file_names_are_refused(tmp_path):
 
 
 def test_missing_files_are_checked_by_listing_each_bucket_once(tmp_path, monkeypatch):
+    """Many checks in a bucket: the bucket is listed once, no stat per post. Few: one lstat per post."""
+    from animefaces.ingest import mirror as mirror_mod
+
+    monkeypatch.setattr(mirror_mod, "LIST_AFTER", 1)
     mirror = tmp_path / "mirror"
     recs = [post(pid) for pid in range(1000, 1200)]
     for pid in range(1000, 1200, 2):
@@ -614,6 +622,14 @@ def test_missing_files_are_checked_by_listing_each_bucket_once(tmp_path, monkeyp
     assert {got[str(pid)]["reason"] for pid in range(1001, 1200, 2)} == {"missing_file"}
     calls = [c for c in calls if c.startswith(str(mirror))]
     assert len(calls) == len(set(calls)) == 200 == result.buckets_listed
+    # below the listing threshold: the same answers from one lstat per post, no listing at all
+    monkeypatch.setattr(mirror_mod, "LIST_AFTER", 1000)
+    calls.clear()
+    monkeypatch.setattr(os, "scandir", scandir)
+    rows2, result2 = run(tmp_path, [meta])
+    monkeypatch.undo()
+    assert [c for c in calls if c.startswith(str(mirror))] == [] and result2.buckets_listed == 0
+    pd.testing.assert_frame_equal(rows2, rows)
 
 
 # ------------------------------------------------------------------------------------------ folder source
@@ -696,3 +712,30 @@ def test_snakemake_rule_runs_ingest(tmp_path, repo, shared):
     rows = pd.concat([pd.read_parquet(p) for p in (work / "results" / "t" / "ingest" / "manifests").glob("*.parquet")])
     assert (rows["status"] == "kept").sum() == 10
     assert len(read_classes(work / "results" / "t" / "ingest" / "classes.tsv")) == 3
+
+
+def test_small_batches_and_spilling_give_identical_manifests(tmp_path, monkeypatch):
+    """Memory is bounded by spilling rows to disk; the manifests must not depend on batch size or spilling."""
+    recs = [post(pid, rating="sqe"[pid % 3], tag_string_character=f"char_{pid % 4}") for pid in range(100, 400)]
+    recs += [post(150), "oops", post(-1)]
+    meta = write_jsonl(tmp_path / "m.jsonl", recs)
+    for pid in range(100, 400, 3):
+        put_image(tmp_path / "mirror", pid)
+    out = tmp_path / "results" / "t" / "ingest"
+
+    def manifests():
+        return {p.name: pd.read_parquet(p) for p in sorted((out / "manifests").glob("*.parquet"))}
+
+    flt = {"ratings": ["s", "q"], "rating_scheme": "legacy"}
+    _, plain = run(tmp_path, [meta], filter_=flt, classes={"top_k": 2, "require_solo": False})
+    expected = manifests()
+    monkeypatch.setattr(core, "BATCH", 7)
+    monkeypatch.setattr(core, "SPILL_BYTES", 1)
+    _, spilled = run(tmp_path, [meta], filter_=flt, classes={"top_k": 2, "require_solo": False})
+    assert spilled.spill_files > 10 and plain.spill_files == 0
+    got = manifests()
+    assert got.keys() == expected.keys()
+    for name in expected:
+        pd.testing.assert_frame_equal(got[name], expected[name])
+    assert not list(out.glob(".spill-*"))  # spill files are removed
+    assert (expected["000.parquet"]["status"] == "kept").sum() > 0

@@ -1,8 +1,10 @@
 """The ingest job: stream every metadata record once, decide kept/dropped per post, write the shard manifests.
 
-Memory holds only the output rows (compact Arrow tables per shard, no per-row Python objects), a bitmap of the
-post ids seen (duplicate detection), the per-bucket file index of the mirror and the character counts. Records
-are normalised in a tight Python loop into column lists and checked in vectorised batches of ``BATCH`` records.
+Memory holds at most ``SPILL_BYTES`` of output rows (compact Arrow tables per shard, no per-row Python objects;
+older rows are moved to a spill file under the output directory and read back shard by shard at the end), a
+bitmap of the post ids seen (duplicate detection), the file index of the mirror (8 bytes per file) and the
+character counts. Records are normalised in a tight Python loop into column lists and checked in vectorised
+batches of ``BATCH`` records.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,6 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from ..manifest import DROPPED, KEPT, manifest_path, write_manifest
 from ..shards import N_BUCKETS, check_count, shard_names
@@ -35,6 +40,7 @@ log = logging.getLogger("animefaces.ingest")
 STAGE = "ingest"
 UNSHARDED = "unsharded"
 BATCH = 16384
+SPILL_BYTES = 256 << 20  # output rows held in memory before they are moved to a spill file
 BITMAP_LIMIT = 1 << 31  # ids below this are tracked in a bitmap (<= 256 MiB); larger ones in a set
 # output columns after the ledger columns (kept rows fill them; dropped rows leave them null)
 STAGE_COLUMNS = ["path", "file_ext", "width", "height", "rating", "score", "md5", "character", "label", "tags"]
@@ -208,6 +214,8 @@ class IngestResult:
     timings: dict[str, float] = field(default_factory=dict)
     files_indexed: int = 0
     buckets_listed: int = 0
+    direct_checks: int = 0
+    spill_files: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -219,6 +227,8 @@ class IngestResult:
             "classes": 0 if self.classes is None else len(self.classes),
             "files_indexed": self.files_indexed,
             "buckets_listed": self.buckets_listed,
+            "file_checks_by_lstat": self.direct_checks,
+            "spill_files": self.spill_files,
             "seconds": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
@@ -232,19 +242,23 @@ class Ingestor:
         classes_cfg: ClassesConfig,
         shard_count: int,
         root: str,
-        source: str = "danbooru",
+        out_dir: str | os.PathLike[str],
     ) -> None:
+        self.out_dir = os.fspath(out_dir)
         self.cfg = filter_cfg
         self.classes_cfg = classes_cfg
         self.count = check_count(shard_count)
         self.names = shard_names(self.count)
         self.root = root.rstrip("/") or "/"
-        self.source = source
         self.mirror = MirrorIndex(root)
         self.seen = SeenIds()
         self.namer = CharacterNamer(classes_cfg.aliases)
         self.char_counts: Counter[str] = Counter()
-        self.parts: list[list[pa.Table]] = [[] for _ in self.names]
+        self.parts: list[list[pa.Table]] = [[] for _ in self.names]  # output rows held in memory, per shard
+        self.parts_bytes = 0
+        self.spill_dir: str | None = None  # older rows, once memory held SPILL_BYTES: <out_dir>/.spill-*/
+        self.spilled: list[list[tuple[str, int]]] = [[] for _ in self.names]  # per shard: (file, row group)
+        self.spill_files: list[str] = []
         self.unsharded: list[tuple[str, str, str]] = []  # (item/parent id, reason, details json)
         self.result = IngestResult()
         self._shard_of_bucket = (np.arange(N_BUCKETS, dtype=np.int64) * self.count) // N_BUCKETS
@@ -496,6 +510,9 @@ class Ingestor:
             lo, hi = int(bounds[s]), int(bounds[s + 1])
             if hi > lo:
                 self.parts[s].append(table.slice(lo, hi - lo))
+        self.parts_bytes += table.nbytes
+        if self.parts_bytes > SPILL_BYTES:
+            self._spill()
         counts = self.result.counts
         for c, k in zip(*np.unique(code, return_counts=True), strict=True):
             counts[F.REASONS[int(c)]] += int(k)
@@ -569,25 +586,67 @@ class Ingestor:
 
     # ---------------------------------------------------------------------------------------- writing
 
-    def finish(self, out_dir: str | os.PathLike[str]) -> IngestResult:
+    def _spill(self) -> None:
+        """Move the rows held in memory to one Parquet file under ``out_dir`` (one row group per shard), so
+        memory stays bounded whatever the metadata size; ``finish`` reads them back shard by shard."""
+        t0 = time.perf_counter()
+        if self.spill_dir is None:
+            os.makedirs(self.out_dir, exist_ok=True)
+            self.spill_dir = tempfile.mkdtemp(prefix=".spill-", dir=self.out_dir)
+        path = os.path.join(self.spill_dir, f"{len(self.spill_files):05d}.parquet")
+        group = 0
+        with pq.ParquetWriter(path, _PART_SCHEMA, compression="none") as writer:
+            for s, parts in enumerate(self.parts):
+                if not parts:
+                    continue
+                table = pa.concat_tables(parts)
+                writer.write_table(table, row_group_size=max(table.num_rows, 1))
+                self.spilled[s].append((path, group))
+                group += 1
+                self.parts[s] = []
+        self.spill_files.append(path)
+        self.parts_bytes = 0
+        self._add_time("spill", time.perf_counter() - t0)
+
+    def _shard_rows(self, s: int) -> pa.Table:
+        """All output rows of shard ``s`` in arrival order: spilled row groups first, then those in memory."""
+        tables = []
+        by_file: dict[str, list[int]] = {}
+        for path, group in self.spilled[s]:
+            by_file.setdefault(path, []).append(group)
+        for path in self.spill_files:  # files in spill order, so rows stay in arrival order
+            if path in by_file:
+                tables.append(pq.ParquetFile(path).read_row_groups(by_file[path]))
+        tables.extend(self.parts[s])
+        self.parts[s] = []
+        return pa.concat_tables(tables) if tables else _PART_SCHEMA.empty_table()
+
+    def close(self) -> None:
+        """Remove the spill files (also after a failure)."""
+        if self.spill_dir is not None:
+            shutil.rmtree(self.spill_dir, ignore_errors=True)
+            self.spill_dir = None
+
+    def finish(self) -> IngestResult:
         """Write ``classes.tsv``, then every shard manifest (empty ones too) and ``unsharded.parquet``."""
         t0 = time.perf_counter()
-        out_dir = os.fspath(out_dir)
+        out_dir = self.out_dir
         results = os.path.dirname(out_dir.rstrip("/")) or "."
         table = top_classes(self.char_counts, self.classes_cfg)
         self.result.classes = table
         write_classes(table, os.path.join(out_dir, "classes.tsv"))
         class_names = pa.array(table["name"].tolist(), pa.string())
         for s, name in enumerate(self.names):
-            parts = self.parts[s]
-            part = pa.concat_tables(parts) if parts else _PART_SCHEMA.empty_table()
-            self.parts[s] = []
-            frame = _to_manifest(part, name, class_names)
+            frame = _to_manifest(self._shard_rows(s), name, class_names)
             write_manifest(frame, _manifest_file(results, out_dir, name))
+            del frame
         frame = _unsharded_frame(self.unsharded)
         write_manifest(frame, _manifest_file(results, out_dir, UNSHARDED))
+        self.close()
         self.result.files_indexed = self.mirror.files_indexed
         self.result.buckets_listed = len(self.mirror.listed)
+        self.result.direct_checks = self.mirror.direct_checks
+        self.result.spill_files = len(self.spill_files)
         self.result.timings["file_index"] = self.mirror.seconds
         self.result.timings["write"] = time.perf_counter() - t0
         return self.result
@@ -666,7 +725,15 @@ def ingest(
     classes_cfg = ClassesConfig.from_section(classes_section)
     source = dataset.get("source", "danbooru")
     root = dataset.get("root") or "."
-    ing = Ingestor(cfg, classes_cfg, shard_count, root, source)
+    ing = Ingestor(cfg, classes_cfg, shard_count, root, out_dir)
+    try:
+        _read_source(ing, source, root, dataset, filter_section)
+        return ing.finish()
+    finally:
+        ing.close()
+
+
+def _read_source(ing: Ingestor, source: str, root: str, dataset: dict, filter_section: dict) -> None:
     if source == "folder":
         ignored = [k for k in F.METADATA_KEYS if filter_section.get(k) not in (None, [], ())]
         if ignored:
@@ -680,7 +747,6 @@ def ingest(
         for path in files:
             log.info("reading %s", path)
             ing.add_metadata_file(path)
-    return ing.finish(out_dir)
 
 
 def check_unique_sources(files: list[str]) -> None:

@@ -38,7 +38,7 @@ def hashed_id(relpath: str) -> int:
 def id_for(relpath: str) -> tuple[int, bool]:
     """``(post id, derived from the path hash?)`` for a file's relative path."""
     stem = os.path.splitext(os.path.basename(relpath))[0]
-    if stem.isascii() and stem.isdigit() and (stem == "0" or not stem.startswith("0")) and 0 < int(stem) < 10**15:
+    if stem.isascii() and stem.isdigit() and not stem.startswith("0") and int(stem) < HASH_ID_BASE:
         return int(stem), False
     return hashed_id(relpath), True
 

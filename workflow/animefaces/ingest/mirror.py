@@ -1,9 +1,12 @@
 """Where a post's image lives in a Danbooru mirror, and a cheap "is it there" check for millions of posts.
 
-Path: ``<root>/original/{id % 1000:04d}/{id}.{file_ext}`` (the Danbooru20xx layout). Instead of one ``stat`` per
-post, each bucket directory is listed once (``os.scandir``), the first time a post of that bucket needs checking,
-and remembered as a sorted array of integer keys ``id * 1024 + extension code`` (8 bytes per file). Lookups are
-vectorised (``np.searchsorted``) per batch.
+Path: ``<root>/original/{id % 1000:04d}/{id}.{file_ext}`` (the Danbooru20xx layout). The first ``LIST_AFTER``
+posts of a bucket are checked with one ``lstat`` each; once a bucket has needed that many checks it is listed once
+(``os.scandir``: no inode reads, one pass over the directory) and remembered as a sorted array of integer keys
+``id * 1024 + extension code`` (8 bytes per file), looked up vectorised (``np.searchsorted``) per batch. So a few
+thousand posts against a full mirror cost a few thousand ``lstat``s, and millions of posts cost one listing of
+each directory instead of millions of ``stat`` calls (which on a cold disk or a network file system each read an
+inode or make a round trip).
 
 Safety: the path is built only from an integer id and an extension matching ``^[a-z0-9]{1,5}$``, so metadata
 cannot point outside the mirror; a bucket directory or image that is a symlink resolving outside
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import time
 from collections.abc import Iterable
 
@@ -22,7 +26,9 @@ import numpy as np
 N_BUCKETS = 1000
 EXT_BITS = 10
 MAX_KEYED_ID = (1 << (63 - EXT_BITS)) - 1
-_EXT = re.compile(r"[a-z0-9]{1,5}")
+LIST_AFTER = 32  # checks of one bucket after which the whole bucket directory is listed
+# "\0<id>.<ext>" followed by NUL: a canonical post id (no leading zero, < 2**53) and a valid extension
+_NAME = re.compile(r"\0([1-9][0-9]{0,15})\.([a-z0-9]{1,5})(?=\0|$)")
 
 
 def image_path(root: str, post_id: int, file_ext: str) -> str:
@@ -46,7 +52,10 @@ class MirrorIndex:
         self.keys = np.zeros(0, dtype=np.int64)
         self.rejected: dict[tuple[int, str], str] = {}  # (id, ext) -> why an existing entry is not usable
         self.files_indexed = 0
+        self.direct_checks = 0
         self.seconds = 0.0
+        self._checks = np.zeros(N_BUCKETS, dtype=np.int64)  # checks per bucket so far
+        self._bucket_ok: dict[int, bool] = {}  # bucket directory is not a symlink leaving the mirror
 
     def _code(self, ext: str) -> int | None:
         code = self.ext_code.get(ext)
@@ -56,37 +65,43 @@ class MirrorIndex:
             code = self.ext_code[ext] = len(self.ext_code)
         return code
 
-    def _list_bucket(self, bucket: int) -> list[int]:
+    def _list_bucket(self, bucket: int) -> np.ndarray:
+        """Keys of the image files of one bucket directory. Regular files are matched by name in one regex pass
+        over all names (~2 us per file instead of ~5 for a per-entry loop); symlinks are followed only when they
+        resolve inside the mirror."""
         directory = os.path.join(self.original, f"{bucket:04d}")
-        keys: list[int] = []
+        regular: list[str] = []
+        links: list[os.DirEntry] = []
         try:
-            if os.path.islink(directory) and not _inside(directory, self.base):
-                return keys
-            entries = os.scandir(directory)
+            if not self._bucket_safe(bucket):
+                return np.zeros(0, dtype=np.int64)
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if entry.is_file(follow_symlinks=False):
+                        regular.append(entry.name)
+                    elif entry.is_symlink():
+                        links.append(entry)
         except (FileNotFoundError, NotADirectoryError, PermissionError):
-            return keys
-        with entries:
-            for entry in entries:
-                stem, dot, ext = entry.name.rpartition(".")
-                if not dot or not stem.isascii() or not stem.isdigit() or (stem[0] == "0" and stem != "0"):
-                    continue
-                if not _EXT.fullmatch(ext):
-                    continue
-                post = int(stem)
-                if post > MAX_KEYED_ID or post % N_BUCKETS != bucket:
-                    continue
-                try:
-                    if entry.is_symlink() and not _inside(entry.path, self.base):
-                        self.rejected[(post, ext)] = "symlink pointing outside the mirror"
-                        continue
-                    if not entry.is_file():
-                        continue
-                except OSError:
-                    continue
-                code = self._code(ext)
-                if code is not None:
-                    keys.append((post << EXT_BITS) | code)
-        return keys
+            return np.zeros(0, dtype=np.int64)
+        for link in links:
+            m = _NAME.fullmatch("\0" + link.name)
+            if m is None:
+                continue
+            if not _inside(link.path, self.base):
+                self.rejected[(int(m.group(1)), m.group(2))] = "symlink pointing outside the mirror"
+            elif os.path.isfile(link.path):
+                regular.append(link.name)
+        # file names cannot contain NUL, so NUL-separated names are parsed unambiguously in one findall
+        found = _NAME.findall("\0" + "\0".join(regular) + "\0")
+        if not found:
+            return np.zeros(0, dtype=np.int64)
+        for ext in {ext for _, ext in found}:
+            self._code(ext)
+        codes = self.ext_code
+        ids = np.fromiter((int(s) for s, _ in found), dtype=np.int64, count=len(found))
+        exts = np.fromiter((codes.get(e, -1) for _, e in found), dtype=np.int64, count=len(found))
+        ok = (ids <= MAX_KEYED_ID) & (ids % N_BUCKETS == bucket) & (exts >= 0)
+        return (ids[ok] << EXT_BITS) | exts[ok]
 
     def ensure(self, buckets: Iterable[int]) -> None:
         """List the given buckets if not done yet (one scandir each)."""
@@ -94,27 +109,61 @@ class MirrorIndex:
         if not new:
             return
         t0 = time.perf_counter()
-        added: list[int] = []
+        added = []
         for bucket in new:
-            added.extend(self._list_bucket(bucket))
+            added.append(self._list_bucket(bucket))
             self.listed.add(bucket)
-        if added:
-            self.keys = np.unique(np.concatenate([self.keys, np.asarray(added, dtype=np.int64)]))
-            self.files_indexed += len(added)
+        # two sorted runs: the stable sort (timsort) merges them in linear time; keys never repeat across buckets
+        self.keys = np.sort(np.concatenate([self.keys, np.sort(np.concatenate(added))]), kind="stable")
+        self.files_indexed = len(self.keys)
         self.seconds += time.perf_counter() - t0
+
+    def _bucket_safe(self, bucket: int) -> bool:
+        ok = self._bucket_ok.get(bucket)
+        if ok is None:
+            directory = os.path.join(self.original, f"{bucket:04d}")
+            ok = self._bucket_ok[bucket] = not os.path.islink(directory) or _inside(directory, self.base)
+        return ok
+
+    def _direct(self, post_id: int, ext: str) -> bool:
+        """One post checked with lstat: the same rules as the listing (a regular file, or a symlink resolving
+        to a regular file inside the mirror)."""
+        bucket = post_id % N_BUCKETS
+        if post_id > MAX_KEYED_ID or not self._bucket_safe(bucket):
+            return False
+        path = os.path.join(self.original, f"{bucket:04d}", f"{post_id}.{ext}")
+        try:
+            mode = os.lstat(path).st_mode
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            return False
+        if stat.S_ISREG(mode):
+            return True
+        if stat.S_ISLNK(mode):
+            if not _inside(path, self.base):
+                self.rejected[(post_id, ext)] = "symlink pointing outside the mirror"
+                return False
+            return os.path.isfile(path)
+        return False
 
     def present(self, post_ids: np.ndarray, exts: list[str]) -> np.ndarray:
         """Boolean mask: is ``original/{bucket}/{id}.{ext}`` an image file inside the mirror?"""
         post_ids = np.asarray(post_ids, dtype=np.int64)
-        self.ensure(np.unique(post_ids % N_BUCKETS))
+        buckets = post_ids % N_BUCKETS
+        self._checks += np.bincount(buckets, minlength=N_BUCKETS)
+        busy = np.flatnonzero(self._checks >= LIST_AFTER)
+        self.ensure(b for b in busy.tolist() if b not in self.listed)
         t0 = time.perf_counter()
-        codes = np.fromiter((self.ext_code.get(e, -1) for e in exts), dtype=np.int64, count=len(exts))
-        ok = (codes >= 0) & (post_ids <= MAX_KEYED_ID)
-        keys = (post_ids << EXT_BITS) | np.where(codes >= 0, codes, 0)
-        if len(self.keys) == 0:
-            found = np.zeros(len(keys), dtype=bool)
-        else:
-            pos = np.searchsorted(self.keys, keys)
-            found = self.keys[np.minimum(pos, len(self.keys) - 1)] == keys
+        listed = np.isin(buckets, np.fromiter(self.listed, dtype=np.int64, count=len(self.listed)))
+        found = np.zeros(len(post_ids), dtype=bool)
+        for i in np.flatnonzero(~listed).tolist():
+            found[i] = self._direct(int(post_ids[i]), exts[i])
+            self.direct_checks += 1
+        idx = np.flatnonzero(listed)
+        if len(idx) and len(self.keys):
+            codes = np.fromiter((self.ext_code.get(exts[i], -1) for i in idx.tolist()), dtype=np.int64, count=len(idx))
+            ids = post_ids[idx]
+            keys = (ids << EXT_BITS) | np.where(codes >= 0, codes, 0)
+            pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+            found[idx] = (codes >= 0) & (ids <= MAX_KEYED_ID) & (self.keys[pos] == keys)
         self.seconds += time.perf_counter() - t0
-        return ok & found
+        return found

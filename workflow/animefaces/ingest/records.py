@@ -139,7 +139,8 @@ def record_tags(record: dict) -> tuple[str, dict[str, str]]:
 
 
 def normalise(record: dict) -> dict[str, Any]:
-    """The internal fields of one post record (a readable reference version of the batch code in ``stream``).
+    """The internal fields of one post record: the readable reference for the hot loop in
+    ``core.Ingestor.add_records`` (the tests check that both agree).
 
     Keys: ``id``, ``shape``, ``file_ext``, ``width``, ``height``, ``score``, ``rating``, ``md5``, ``deleted``,
     ``banned``, ``flagged`` and the tag strings ``general``, ``artist``, ``copyright``, ``character``, ``meta``.
