@@ -156,6 +156,7 @@ class RuleInfo:
     runs_something: bool
     kind: str  # shell / script / run / none
     resources: dict = field(default_factory=dict)  # what the rule itself declares (plain values only)
+    local: bool = False  # localrule: runs where snakemake runs, never submitted to a cluster
 
 
 def load_rules(snakefile: Path, workdir: Path) -> list[RuleInfo]:
@@ -191,7 +192,8 @@ def load_rules(snakefile: Path, workdir: Path) -> list[RuleInfo]:
                     continue
                 if not key.startswith("_") and isinstance(value, int | float | str):
                     declared[key] = value
-            rules.append(RuleInfo(rule.name, env, sorted(set(mods)), kind != "none", kind, declared))
+            local = rule.name in getattr(wf, "_localrules", set())
+            rules.append(RuleInfo(rule.name, env, sorted(set(mods)), kind != "none", kind, declared, local))
         return rules
 
 

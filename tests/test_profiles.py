@@ -74,13 +74,18 @@ def test_profiles_name_only_real_rules(rules, name):
     assert named - set(rules) == set(), f"{name} profile names rules the workflow does not have"
 
 
-def test_slurm_profile_sizes_every_rule(rules):
-    """Every rule gets memory and runtime on SLURM: from the profile, or from the rule itself (train: config)."""
+def test_slurm_profile_sizes_every_submitted_rule(rules):
+    """Every rule sent to SLURM gets memory and runtime: from the profile, or from the rule itself (train: config).
+    Local rules (fetch_cascade: the download runs where the internet is) are never submitted: not sized."""
     sized = profile("slurm")["set-resources"]
     missing = sorted(
-        name for name, rule in rules.items() if name not in sized and not {"mem_mb", "runtime"} <= set(rule.resources)
+        name
+        for name, rule in rules.items()
+        if not rule.local and name not in sized and not {"mem_mb", "runtime"} <= set(rule.resources)
     )
     assert missing == [], f"rules without a SLURM memory/runtime request in workflow/profiles/slurm: {missing}"
+    pointless = sorted(name for name in sized if name in rules and rules[name].local)
+    assert pointless == [], f"local rules never reach SLURM, their set-resources do nothing: {pointless}"
 
 
 def test_train_keeps_its_config_driven_gpu_memory_and_runtime(rules):
