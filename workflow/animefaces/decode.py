@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,9 @@ class ImageRejected(Exception):
     """An image that cannot be used; ``reason`` is the ledger reason code, ``detail`` says why."""
 
     def __init__(self, reason: str, detail: str, path: str | os.PathLike[str] | None = None) -> None:
+        # Pillow messages embed object reprs ("<_io.BytesIO object at 0x7f...>"): strip the address so ledger
+        # details are identical from run to run.
+        detail = re.sub(r" at 0x[0-9a-fA-F]+>", ">", detail)
         super().__init__(f"{path}: {reason}: {detail}" if path else f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
