@@ -355,6 +355,11 @@ def test_metrics_and_curves(synth, tmp_path):
     assert len(df) == 6
     assert training.numeric_metrics(df) == ("kimg", ["loss_G", "loss_D", "aug_p"])
     assert training.plot_curves(df, tmp_path / "c.png") == ["loss_G", "loss_D", "aug_p"]
+    assert training.panels(["D_real", "aug_p", "loss_G", "loss_D", "D_fake"]) == [
+        ("losses", ["loss_G", "loss_D"]),
+        ("discriminator outputs", ["D_real", "D_fake"]),
+        ("aug_p", ["aug_p"]),
+    ]
     assert Image.open(tmp_path / "c.png").format == "PNG"
     cut = tmp_path / "cut.jsonl"
     cut.write_text(metrics.read_text() + '{"tick": 6, "kimg": 3')  # killed mid-line
@@ -539,6 +544,10 @@ def test_report_on_the_demo(repo, shared, tmp_path):
 
     cfg = yaml.safe_load((repo / "config" / "config.yaml").read_text())
     cfg.setdefault("crop", {})["cascade_path"] = str(shared / "cascade" / "lbpcascade_animeface.xml")
+    # The report needs a few ticks and samples, not a trained GAN: keep training and sampling minimal on CPU.
+    cfg["train"] = {**cfg.get("train", {}), "preset": "tiny", "device": "cpu", "gpus": 0}
+    cfg["train"].update(kimg=0.25, kimg_per_tick=0.0625)
+    cfg["sample"] = {**cfg.get("sample", {}), "count": 8, "video_seconds": 1}
     (work / "test-config.yaml").write_text(yaml.safe_dump(cfg))
     venv_bin = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -16,7 +16,9 @@ from ..atomic import atomic_path
 from .images import hstack, save_png, with_title
 
 X_KEYS = ["kimg", "step", "tick", "epoch"]  # the first present is the x axis
-NOT_METRICS = {"kimg", "step", "tick", "epoch", "time", "timestamp", "wall_time", "seed"}
+NOT_METRICS = {"kimg", "step", "tick", "epoch", "time", "time_s", "timestamp", "wall_time", "seed"}
+# Metrics sharing a prefix share a panel (the losses together, the discriminator's mean outputs together).
+PANEL_GROUPS = [("loss", "losses"), ("D_", "discriminator outputs")]
 
 
 def read_metrics(path: str | os.PathLike[str]) -> pd.DataFrame:
@@ -52,28 +54,45 @@ def numeric_metrics(df: pd.DataFrame) -> tuple[str | None, list[str]]:
     return x, metrics
 
 
+def panels(metrics: list[str]) -> list[tuple[str, list[str]]]:
+    """(title, metrics) per panel: the :data:`PANEL_GROUPS` first (when they have metrics), then one per metric."""
+    out, used = [], set()
+    for prefix, title in PANEL_GROUPS:
+        group = [m for m in metrics if m.startswith(prefix)]
+        if group:
+            out.append((title, group))
+            used.update(group)
+    out.extend((m, [m]) for m in metrics if m not in used)
+    return out
+
+
 def plot_curves(df: pd.DataFrame, path: str | os.PathLike[str], cols: int = 3, dpi: int = 90) -> list[str]:
-    """One small panel per metric against kimg (or step/tick/row); returns the metrics plotted."""
+    """Small panels of the metrics against kimg (or step/tick/row), related ones together; returns the metrics
+    plotted."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     x, metrics = numeric_metrics(df) if len(df) else (None, [])
-    n = max(len(metrics), 1)
+    layout = panels(metrics)
+    n = max(len(layout), 1)
     cols = min(cols, n)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.6 * rows), squeeze=False, constrained_layout=True)
     xs = df[x] if x else pd.Series(range(len(df)))
-    for ax, name in zip(axes.flat, metrics, strict=False):
-        ys = pd.to_numeric(df[name], errors="coerce")
-        ok = ys.notna() & ys.map(lambda v: math.isfinite(v) if pd.notna(v) else False)
-        ax.plot(xs[ok], ys[ok], marker="." if ok.sum() < 30 else None, linewidth=1)
-        ax.set_title(name, fontsize=9)
+    for ax, (title, names) in zip(axes.flat, layout, strict=False):
+        for name in names:
+            ys = pd.to_numeric(df[name], errors="coerce")
+            ok = ys.notna() & ys.map(lambda v: math.isfinite(v) if pd.notna(v) else False)
+            ax.plot(xs[ok], ys[ok], marker="." if ok.sum() < 30 else None, linewidth=1, label=name)
+        if len(names) > 1:
+            ax.legend(fontsize=7)
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel(x or "row", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(metrics) :]:
+    for ax in list(axes.flat)[len(layout) :]:
         ax.axis("off")
     if not metrics:
         axes.flat[0].text(0.5, 0.5, "no numeric metrics recorded", ha="center", va="center")
