@@ -502,11 +502,8 @@ def test_report_rules_build_a_report(synth, tmp_path):
     )
     venv_bin = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"}
-    run = subprocess.run([venv_bin / "snakemake", "-c1", "-q"], cwd=work, capture_output=True, text=True, env=env)
-    assert run.returncode == 0, run.stdout + run.stderr
-    run = subprocess.run(
-        [venv_bin / "snakemake", "--report", "report.zip"], cwd=work, capture_output=True, text=True, env=env
-    )
+    cmd = [venv_bin / "snakemake", "-c1", "-q", "--report", "report.zip", "--report-after-run"]
+    run = subprocess.run(cmd, cwd=work, capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stdout + run.stderr
     files = check_report_zip(
         work / "report.zip",
