@@ -151,6 +151,17 @@ def check(cascade, posts: list[K.Post]) -> dict[str, list[str]]:
                     f"{post.case}: pHash {bits} bits / colour {colour:.1f} levels from its source (want <= "
                     f"{NEAR_BITS} / {NEAR_COLOUR}): dedup might keep it"
                 )
+    # pictures from different planted units that all reach dedup must not pass for near-duplicates
+    reach = [p for p in posts if int(p.id) in sigs and p.expected.get("stage") in ("dedup", "select")]
+    for i, a in enumerate(reach):
+        for b in reach[i + 1 :]:
+            if _unit(a) == _unit(b):
+                continue
+            (ha, ta), (hb, tb) = sigs[int(a.id)], sigs[int(b.id)]
+            bits = (ha ^ hb).bit_count()
+            colour = float(np.abs(np.frombuffer(ta, np.uint8).astype(int) - np.frombuffer(tb, np.uint8)).mean())
+            if bits <= K.DISTINCT_BITS and colour <= K.DISTINCT_COLOUR:
+                problems[_unit(b)].append(f"{b.case} looks like {a.case} (pHash {bits} bits, colour {colour:.1f})")
     return problems
 
 
