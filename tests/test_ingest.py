@@ -462,6 +462,27 @@ def test_cli_reports_config_errors_without_traceback(tmp_path, repo):
            "--filter", '{"ratings": ["s"]}', "--classes", "{}", "--shards", "2"]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and "filter.rating_scheme" in proc.stderr and "Traceback" not in proc.stderr
+    # --config: the whole workflow config file, as a user would run it by hand
+    meta = write_jsonl(tmp_path / "m.jsonl", [post(7), post(8, rating="e")])
+    put_image(tmp_path / "mirror", 7)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "dataset": {"name": "x", "root": str(tmp_path / "mirror"), "metadata": [str(meta)]},
+                "shards": {"count": 3},
+                "filter": {"ratings": ["s"], "rating_scheme": "legacy"},
+            }
+        )
+    )
+    out = tmp_path / "results" / "x" / "ingest"
+    cmd = [sys.executable, "-m", "animefaces", "ingest", "--out", str(out), "--config", str(config)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["kept"] == 1 and summary["dropped"] == {"rating": 1} and summary["records"] == 2
+    assert sorted(p.name for p in (out / "manifests").iterdir()) == ["000.parquet", "001.parquet", "002.parquet",
+                                                                       "unsharded.parquet"]  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------ classes
