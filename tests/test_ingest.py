@@ -208,15 +208,17 @@ def test_array_lines_and_compressed_forms_are_equivalent(shared, tmp_path):
         tf.add(src_lines, arcname="metadata/posts000.jsonl")
         tf.add(forms["gz"], arcname="metadata/posts001.jsonl.gz")
         tf.add(src_array, arcname="README")  # not a metadata member name: skipped
+        tf.add(src_array, arcname="metadata/posts002.json")  # a JSON array member of a streamed archive
     for label, path in forms.items():
         got = _all_records(path)
         assert [rec for _, _, rec in got] == expected, label
         assert [n for _, n, _ in got] == list(range(1, 11)), label
     got = _all_records(tar)
-    assert [rec for _, _, rec in got] == expected + expected
+    assert [rec for _, _, rec in got] == expected * 3
     assert {name for name, _, _ in got} == {
         "metadata.json.tar.xz/metadata/posts000.jsonl",
         "metadata.json.tar.xz/metadata/posts001.jsonl.gz",
+        "metadata.json.tar.xz/metadata/posts002.json",
     }
 
 
@@ -225,19 +227,19 @@ def test_json_array_parser_survives_bad_elements_and_chunk_boundaries(tmp_path, 
 
     text = (
         '\ufeff[ {"id": 1, "s": "a\\"]},{["}, {"id": 2,, "x": 1}, 12345678901234567890, {"id": 3, "t": [1, {"u": 2}]},'
-        '\n  "str" , {"id": 4}  ]  '
+        '\n  "str" , {"id": 4, "name": "ドラゴン_é"}  ]  '
     )
     path = tmp_path / "a.json"
     path.write_text(text, encoding="utf-8")
-    for chunk in (3, 7, 64, 1 << 20):  # tiny chunks force every value across a buffer boundary
-        monkeypatch.setattr(readers, "CHUNK_CHARS", chunk)
+    for chunk in (1, 3, 7, 64, 1 << 20):  # tiny chunks force every value (and UTF-8 sequence) across a boundary
+        monkeypatch.setattr(readers, "CHUNK_BYTES", chunk)
         got = _all_records(path)
         assert [n for _, n, _ in got] == [1, 2, 3, 4, 5, 6], chunk
         vals = [v for _, _, v in got]
         assert vals[0] == {"id": 1, "s": 'a"]},{['}
         assert isinstance(vals[1], readers.Malformed)
         assert vals[2] == 12345678901234567890 and vals[3] == {"id": 3, "t": [1, {"u": 2}]}
-        assert vals[4] == "str" and vals[5] == {"id": 4}
+        assert vals[4] == "str" and vals[5] == {"id": 4, "name": "ドラゴン_é"}
     bad = tmp_path / "b.json"
     bad.write_bytes(b'[{"id": 1}, {"id": 2, "s": "\xff"}, {"id": 3} {"id": 4}, {"id": 5}')
     got = [v for _, _, v in _all_records(bad)]

@@ -15,6 +15,7 @@ the record could not be decoded. A bad record never stops the file, except where
 from __future__ import annotations
 
 import bz2
+import codecs
 import contextlib
 import gzip
 import io
@@ -28,7 +29,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 MAX_RECORD_BYTES = 64 << 20  # a single Danbooru record is a few kB; anything this large is not a record
-CHUNK_CHARS = 1 << 20
+CHUNK_BYTES = 1 << 20
 BUFFER_BYTES = 1 << 20
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tbz")
 MEMBER_RE = re.compile(r"\.(json|jsonl|ndjson)(\.(gz|xz|bz2))?$", re.IGNORECASE)
@@ -214,7 +215,9 @@ def _value_end(buf: str, pos: int) -> int | None:
 
 def iter_json_array(stream: io.BufferedReader) -> Iterator[tuple[int, Any]]:
     """An incremental parser for one top-level JSON array: holds only the current element plus one chunk."""
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape")
+    # an incremental decoder rather than io.TextIOWrapper: tar members streamed from a compressed archive are not
+    # seekable, which TextIOWrapper insists on asking; bytes that are not UTF-8 become lone surrogates
+    utf8 = codecs.getincrementaldecoder("utf-8-sig")(errors="surrogateescape")
     decode = json.JSONDecoder().raw_decode
     buf = ""
     pos = 0
@@ -222,15 +225,15 @@ def iter_json_array(stream: io.BufferedReader) -> Iterator[tuple[int, Any]]:
 
     def more() -> bool:
         nonlocal buf, pos, eof
-        if eof:
-            return False
-        chunk = text.read(CHUNK_CHARS)
-        if not chunk:
-            eof = True
-            return False
-        buf = buf[pos:] + chunk
-        pos = 0
-        return True
+        while not eof:
+            data = stream.read(CHUNK_BYTES)
+            eof = not data
+            chunk = utf8.decode(data, final=eof)
+            if chunk:
+                buf = buf[pos:] + chunk
+                pos = 0
+                return True
+        return False
 
     def skip_ws() -> bool:
         """Advance over whitespace; False at end of input."""
