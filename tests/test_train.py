@@ -233,6 +233,10 @@ def test_batch_sampler_epochs_and_state_roundtrip():
     s2.load_state_dict(state)
     b = [s2.next(3) for _ in range(5)]
     assert all(torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) for x, y in zip(a, b, strict=True))
+    # DDP: the ranks' shares of an epoch are disjoint and cover the data
+    r0, r1 = BatchSampler(10, seed=5, rank=0, world=2), BatchSampler(10, seed=5, rank=1, world=2)
+    i0, i1 = r0.next(5)[0], r1.next(5)[0]
+    assert sorted(torch.cat([i0, i1]).tolist()) == list(range(10))
 
 
 # ------------------------------------------------------------------------------------------------ training

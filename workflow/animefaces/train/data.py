@@ -211,19 +211,23 @@ def open_dataset(path: str, resolution: int | None = None, max_memory_gb: float 
 
 
 class BatchSampler:
-    """Epoch-wise random permutations of a rank's share of the data, from a seeded torch Generator."""
+    """Epoch-wise random permutations from a seeded torch Generator; each DDP rank takes its share.
+
+    The permutation generator is seeded identically on every rank (so the shares are disjoint); the mirror flips
+    come from a per-rank generator.
+    """
 
     def __init__(self, count: int, seed: int, rank: int = 0, world: int = 1, mirror: bool = True) -> None:
         self.count, self.rank, self.world, self.mirror = count, rank, world, mirror
-        self.gen = torch.Generator().manual_seed(int(seed) * 1000003 + rank)
+        self.gen = torch.Generator().manual_seed(int(seed) * 1000003)
+        self.flip_gen = torch.Generator().manual_seed(int(seed) * 1000003 + 1 + rank)
         self.perm = torch.empty(0, dtype=torch.int64)
         self.pos = 0
         self.epoch = 0
 
     def _new_epoch(self) -> None:
         perm = torch.randperm(self.count, generator=self.gen)
-        share = perm[self.rank :: self.world] if self.world > 1 and self.count >= self.world else perm
-        self.perm = share
+        self.perm = perm[self.rank :: self.world] if self.world > 1 and self.count >= self.world else perm
         self.pos = 0
         self.epoch += 1
 
@@ -239,14 +243,24 @@ class BatchSampler:
             need -= len(take)
             parts.append(take)
         idx = torch.cat(parts)
-        flips = (torch.rand(batch, generator=self.gen) < 0.5) if self.mirror else torch.zeros(batch, dtype=torch.bool)
+        if self.mirror:
+            flips = torch.rand(batch, generator=self.flip_gen) < 0.5
+        else:
+            flips = torch.zeros(batch, dtype=torch.bool)
         return idx, flips
 
     def state_dict(self) -> dict:
-        return {"gen": self.gen.get_state(), "perm": self.perm.clone(), "pos": self.pos, "epoch": self.epoch}
+        return {
+            "gen": self.gen.get_state(),
+            "flip_gen": self.flip_gen.get_state(),
+            "perm": self.perm.clone(),
+            "pos": self.pos,
+            "epoch": self.epoch,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.gen.set_state(state["gen"])
+        self.flip_gen.set_state(state["flip_gen"])
         self.perm = state["perm"].clone()
         self.pos = int(state["pos"])
         self.epoch = int(state["epoch"])

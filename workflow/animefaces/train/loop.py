@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -156,7 +157,10 @@ class Trainer:
         self.scaler_D = torch.amp.GradScaler("cuda") if fp16 else None
         G_run, D_run = self.G, self.D
         if cfg["compile"]:
-            G_run, D_run = torch.compile(self.G), torch.compile(self.D)
+            # compile the mapping/synthesis forwards used by the main passes; the regularisation passes (double
+            # backward) use the eager modules. Parameters stay shared, state_dict keys unchanged.
+            G_run = SimpleNamespace(mapping=torch.compile(self.G.mapping), synthesis=torch.compile(self.G.synthesis))
+            D_run = torch.compile(self.D)
         self.loss = StyleGAN2Loss(
             self.G,
             self.D,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -28,7 +29,7 @@ class StyleGAN2Loss:
         pl_decay: float = 0.01,
         pl_batch_shrink: int = 2,
         autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-        G_run: nn.Module | None = None,
+        G_run: Any = None,
         D_run: nn.Module | None = None,
     ) -> None:
         """``G_run``/``D_run``: optionally compiled versions used for the main (single-backward) passes."""
