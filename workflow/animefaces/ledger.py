@@ -66,7 +66,8 @@ def funnel(ledger: pd.DataFrame) -> pd.DataFrame:
             rows.append(
                 {"stage": stage, "reason": reason, "in": None, "kept": None, "kept_parents": None, "dropped": int(n)}
             )
-    return pd.DataFrame(rows, columns=["stage", "reason", "in", "kept", "kept_parents", "dropped"])
+    table = pd.DataFrame(rows, columns=["stage", "reason", "in", "kept", "kept_parents", "dropped"])
+    return table.astype({"in": "Int64", "kept": "Int64", "kept_parents": "Int64", "dropped": "Int64"})
 
 
 def reconcile(ledger: pd.DataFrame) -> list[str]:
