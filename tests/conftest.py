@@ -39,3 +39,34 @@ def shared() -> Path:
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO
+
+
+def copy_repo_ignore(folder: str, names: list[str]) -> set[str]:
+    """What a working copy of the repo for a workflow test leaves out: VCS, venvs, results, caches, reports."""
+    skip = {".git", ".snakemake", "results", "__pycache__", ".pytest_cache", ".ruff_cache", "report.html", "report.zip"}
+    return {n for n in names if n in skip or n.startswith(".venv") or n.endswith(".out")}
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, shared):
+    """The shipped demo config (config/config.yaml) run end to end once, in a copy of the repo, plus
+    `snakemake --report report.zip`. Only the cascade comes from ../shared (no download). Shared by the slow
+    end-to-end tests so CI runs the demo once."""
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    work = tmp_path_factory.mktemp("demo") / "wf"
+    shutil.copytree(REPO, work, ignore=copy_repo_ignore)
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg.setdefault("crop", {})["cascade_path"] = str(shared / "cascade" / "lbpcascade_animeface.xml")
+    (work / "test-config.yaml").write_text(yaml.safe_dump(cfg))
+    venv_bin = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"}
+    base = [str(venv_bin / "snakemake"), "--configfile", "test-config.yaml"]
+    for extra in (["--cores", "2"], ["--report", "report.zip"]):
+        run = subprocess.run([*base, *extra], cwd=work, capture_output=True, text=True, env=env, timeout=2400)
+        assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
+    return {"work": work, "config": cfg, "results": work / "results" / cfg["dataset"]["name"]}

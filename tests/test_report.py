@@ -526,42 +526,12 @@ def test_report_rules_build_a_report(synth, tmp_path):
 
 # ---------------------------------------------------------------- the whole report on the demo (slow)
 
-_IGNORE = shutil.ignore_patterns(
-    ".git", ".venv*", "results", ".snakemake", "__pycache__", ".pytest_cache", ".ruff_cache", "*.out"
-)
-
-
-def repo_copy_ignore(folder: str, names: list[str]) -> set[str]:
-    """What a copy of the repo leaves out: VCS, venvs, results, caches, and a report built at the top level."""
-    skip = set(_IGNORE(folder, names))
-    if Path(folder).resolve() == REPO:
-        skip |= {n for n in names if n in {"report.html", "report.zip"}}
-    return skip
-
 
 @pytest.mark.slow
-def test_report_on_the_demo(repo, shared, tmp_path):
-    """Run the demo workflow in a copy of the repo, build `snakemake --report report.zip`, and check that every
-    section is there with its caption, and that the figures agree with the ledger."""
-    work = tmp_path / "wf"
-    shutil.copytree(repo, work, ignore=repo_copy_ignore)
-    import yaml
-
-    cfg = yaml.safe_load((repo / "config" / "config.yaml").read_text())
-    cfg.setdefault("crop", {})["cascade_path"] = str(shared / "cascade" / "lbpcascade_animeface.xml")
-    # The report needs a few ticks and samples, not a trained GAN: keep training and sampling minimal on CPU.
-    cfg["train"] = {**cfg.get("train", {}), "preset": "tiny", "device": "cpu", "gpus": 0}
-    cfg["train"].update(kimg=0.25, kimg_per_tick=0.0625)
-    cfg["sample"] = {**cfg.get("sample", {}), "count": 8, "video_seconds": 1}
-    (work / "test-config.yaml").write_text(yaml.safe_dump(cfg))
-    venv_bin = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"}
-    base = [str(venv_bin / "snakemake"), "--configfile", "test-config.yaml"]
-    run = subprocess.run([*base, "--cores", "2"], cwd=work, capture_output=True, text=True, env=env)
-    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
-    run = subprocess.run([*base, "--report", "report.zip"], cwd=work, capture_output=True, text=True, env=env)
-    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
-
+def test_report_on_the_demo(demo_run):
+    """The shipped demo run end to end with `snakemake --report report.zip` (the `demo_run` fixture): every
+    section is there with its caption, and the figures agree with the ledger."""
+    work, cfg = demo_run["work"], demo_run["config"]
     res = work / "results" / cfg["dataset"]["name"]
     rows = data.load_rows(res)
     pictured = rows[(rows["status"] == "dropped") & rows["stage"].isin(sheets.PICTURE_STAGES)]
