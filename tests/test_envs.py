@@ -159,15 +159,21 @@ class RuleInfo:
     local: bool = False  # localrule: runs where snakemake runs, never submitted to a cluster
 
 
-def load_rules(snakefile: Path, workdir: Path) -> list[RuleInfo]:
-    """The workflow's rules through the Snakemake API (no regex over .smk files): env, command, modules run."""
+def load_rules(snakefile: Path, workdir: Path, config: dict | None = None) -> list[RuleInfo]:
+    """The workflow's rules through the Snakemake API (no regex over .smk files): env, command, modules run.
+    ``config`` overrides keys of config/config.yaml (like ``--config``)."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.enums import Quietness
-    from snakemake.settings.types import OutputSettings, ResourceSettings
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
 
     commands = cli_commands(workdir)
     with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-        wf = api.workflow(resource_settings=ResourceSettings(), snakefile=snakefile, workdir=workdir)._workflow
+        wf = api.workflow(
+            resource_settings=ResourceSettings(),
+            config_settings=ConfigSettings(config=config or {}),
+            snakefile=snakefile,
+            workdir=workdir,
+        )._workflow
         rules = []
         for rule in wf.rules:
             text = " ".join(str(x) for x in (rule.shellcmd, rule.script) if x)
