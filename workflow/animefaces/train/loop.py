@@ -222,7 +222,10 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         rng = ckpt.capture_rng()
+        # per-process state: RNGs, the data sampler, and the statistics each rank accumulates locally
         rng["sampler"] = self.sampler.state_dict()
+        rng["ada"] = self.ada.state_dict() if self.ada else None
+        rng["pl_mean"] = self.loss.pl_mean.detach().cpu()
         rngs = [rng]
         if self.world > 1:
             import torch.distributed as dist
@@ -271,6 +274,10 @@ class Trainer:
             rng = rngs[self.rank]
             ckpt.restore_rng(rng)
             self.sampler.load_state_dict(rng["sampler"])
+            if self.ada and rng.get("ada"):
+                self.ada.load_state_dict(rng["ada"])
+            if rng.get("pl_mean") is not None:
+                self.loss.pl_mean.copy_(rng["pl_mean"].to(self.device))
         else:
             self.log(f"snapshot was written by {len(rngs)} process(es), this run has {self.world}: RNGs reseeded")
             _seed_all(self.cfg["seed"] * self.world + self.rank + self.counters.step)
