@@ -58,6 +58,9 @@ def test_killed_run_reruns_to_identical_outputs(demo_run, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
 
+    # a killed Snakemake leaves its directory lock behind: the documented recovery is --unlock, then rerun
+    unlock = subprocess.run([*cmd, "--unlock"], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert unlock.returncode == 0, unlock.stderr[-3000:]
     rerun = subprocess.run(
         [*cmd, "--rerun-incomplete"], cwd=work, env=env, capture_output=True, text=True, timeout=1800
     )
