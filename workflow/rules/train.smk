@@ -42,7 +42,7 @@ rule train:
         f"{RES}/benchmarks/train.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 4
+    threads: config["train"]["threads"] or 4
     resources:
         **({"gpu": TRAIN_GPUS} if TRAIN_GPUS > 0 else {}),
         mem_mb=config["train"]["mem_mb"],
