@@ -34,7 +34,8 @@ class StyleGAN2Loss:
     ) -> None:
         """``G_run``/``D_run``: optionally compiled versions used for the main (single-backward) passes."""
         self.G, self.D = G, D
-        self.G_run, self.D_run = G_run or G, D_run or D
+        self.G_run = G if G_run is None else G_run
+        self.D_run = D if D_run is None else D_run
         self.augment = augment
         self.r1_gamma, self.pl_weight, self.style_mixing = r1_gamma, pl_weight, style_mixing
         self.pl_decay, self.pl_batch_shrink = pl_decay, pl_batch_shrink
@@ -44,7 +45,7 @@ class StyleGAN2Loss:
     def run_G(
         self, z: Tensor, c: Tensor, update_emas: bool = False, G: nn.Module | None = None
     ) -> tuple[Tensor, Tensor]:
-        G = G or self.G_run
+        G = self.G_run if G is None else G
         with self.autocast():
             ws = G.mapping(z, c, update_emas=update_emas)
             if self.style_mixing > 0:
@@ -59,7 +60,7 @@ class StyleGAN2Loss:
         return img.float(), ws
 
     def run_D(self, img: Tensor, c: Tensor, D: nn.Module | None = None) -> Tensor:
-        D = D or self.D_run
+        D = self.D_run if D is None else D
         if self.augment is not None:
             img = self.augment(img)
         with self.autocast():
