@@ -168,17 +168,11 @@ def make_mirror(root: Path, posts: list[tuple[int, str]], present: float, seed: 
     return made
 
 
+from animefaces.demo.corpus import ASSUMED_CONFIG  # noqa: E402  (the demo's filter block, one source)
+
 FILTERS = {
     # the demo's filter block (config/config.yaml): most posts are dropped, few rows carry kept-row columns
-    "demo_filter": {
-        "ratings": ["s"],
-        "rating_scheme": "legacy",
-        "exclude_tags": ["comic"],
-        "min_score": 0,
-        "min_width": 64,
-        "min_height": 64,
-        "extensions": ["jpg", "jpeg", "png", "webp"],
-    },
+    "demo_filter": dict(ASSUMED_CONFIG["filter"]),
     # the schema defaults (keep every rating): most posts are kept, the worst case for memory
     "defaults": {},
 }
