@@ -324,8 +324,15 @@ class Trainer:
             c = torch.zeros(self.batch_gpu, 0, device=self.device)
         return z, c
 
-    def _sync_grads(self, module: nn.Module) -> None:
+    def _finish_grads(self, module: nn.Module, sanitize: bool) -> None:
+        """Average the gradients over ranks (one flat all-reduce) and, unless a GradScaler must see the overflow,
+        replace NaN/inf by 0/±1e5 as the reference does in every phase: one non-finite value from a bf16/fp16 step
+        must not poison the weights (the Adam state would carry it forever)."""
+        params = [p for p in module.parameters() if p.requires_grad and p.grad is not None]
         if self.world == 1:
+            if sanitize:
+                for p in params:
+                    torch.nan_to_num_(p.grad, nan=0, posinf=1e5, neginf=-1e5)
             return
         import torch.distributed as dist
 
@@ -333,7 +340,8 @@ class Trainer:
         flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
         dist.all_reduce(flat)
         flat /= self.world
-        torch.nan_to_num_(flat, nan=0, posinf=1e5, neginf=-1e5)
+        if sanitize:
+            torch.nan_to_num_(flat, nan=0, posinf=1e5, neginf=-1e5)
         offset = 0
         for p in params:
             n = p.numel()
@@ -343,11 +351,12 @@ class Trainer:
     def _step(self, loss: Tensor, opt: torch.optim.Optimizer, module: nn.Module, scaler) -> None:
         if scaler is None:
             loss.backward()
-            self._sync_grads(module)
+            self._finish_grads(module, sanitize=True)
             opt.step()
         else:
+            # fp16: the GradScaler skips the step when it finds inf/NaN, so the values are left for it to see
             scaler.scale(loss).backward()
-            self._sync_grads(module)
+            self._finish_grads(module, sanitize=False)
             scaler.step(opt)
             scaler.update()
 

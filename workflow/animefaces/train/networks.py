@@ -65,6 +65,20 @@ def downsample2d(x: Tensor, kernel: Tensor) -> Tensor:
     return _depthwise(x, kernel, stride=2)
 
 
+def blur_for_strided_conv(x: Tensor, kernel: Tensor, conv_size: int) -> Tensor:
+    """The FIR low-pass that precedes a stride-2 ``conv_size`` x ``conv_size`` convolution (StyleGAN2's D).
+
+    StyleGAN2 downsamples in the discriminator by filtering at the high resolution and then applying the k x k
+    convolution densely with stride 2 (no padding), which equals one (FIR * conv) kernel of size fir+k-1 applied
+    with stride 2. The input is padded by ``p = (fir - 2) + (k - 1)`` in total, ``ceil(p/2)`` before and
+    ``floor(p/2)`` after, so that the strided convolution yields exactly H/2 x W/2 samples: for the [1,3,3,1]
+    filter and k = 3, p = 4 and the filtered map is (H+1) x (W+1).
+    """
+    p = (kernel.shape[0] - 2) + (conv_size - 1)
+    x = F.pad(x, [(p + 1) // 2, p // 2, (p + 1) // 2, p // 2])
+    return _depthwise(x, kernel)
+
+
 def lrelu(x: Tensor, gain: float = SQRT2, clamp: float | None = None) -> Tensor:
     x = F.leaky_relu(x, 0.2) * gain
     if clamp is not None:
@@ -103,7 +117,7 @@ class FullyConnected(nn.Module):
 
 
 class Conv2dLayer(nn.Module):
-    """Equalised-lr convolution, optionally preceded by FIR 2x downsampling (discriminator)."""
+    """Equalised-lr convolution; ``down``: 2x downsampling as StyleGAN2's D does it (FIR blur, then stride 2)."""
 
     def __init__(
         self,
@@ -126,11 +140,16 @@ class Conv2dLayer(nn.Module):
         self.weight_gain = 1.0 / math.sqrt(in_channels * kernel_size * kernel_size)
 
     def forward(self, x: Tensor, gain: float = 1.0) -> Tensor:
-        if self.down:
-            x = downsample2d(x, self.fir)
         w = (self.weight * self.weight_gain).to(x.dtype)
         b = None if self.bias is None else self.bias.to(x.dtype)
-        x = F.conv2d(x, w, b, padding=self.padding)
+        if self.down and w.shape[-1] > 1:
+            x = blur_for_strided_conv(x, self.fir, w.shape[-1])  # [N, C, H+1, W+1] at full resolution
+            x = F.conv2d(x, w, b, stride=2)  # dense kxk conv at the high resolution -> [N, out, H/2, W/2]
+        elif self.down:
+            # a 1x1 conv commutes with subsampling: filter + subsample first (4x cheaper), then the conv
+            x = F.conv2d(downsample2d(x, self.fir), w, b)
+        else:
+            x = F.conv2d(x, w, b, padding=self.padding)
         clamp = None if self.conv_clamp is None else self.conv_clamp * gain
         if self.activation == "lrelu":
             return lrelu(x, SQRT2 * gain, clamp)
@@ -435,7 +454,7 @@ class MinibatchStd(nn.Module):
 
 
 class DiscriminatorBlock(nn.Module):
-    """Residual block: two 3x3 convs (the second after 2x downsampling) + a downsampled 1x1 skip, scaled by 1/sqrt2."""
+    """Residual block: 3x3 conv, then blur + dense stride-2 3x3 conv; plus a blurred, subsampled 1x1 skip; / sqrt2."""
 
     def __init__(
         self,

@@ -5,9 +5,15 @@ Presets (widths follow StyleGAN2's rule ``channels(res) = min(channel_base // re
 
 - ``tiny``: 32 px, 32-64 channels, CPU demo / tests; DiffAugment (the tiny demo set is far too small for ADA
   to adapt in a few hundred steps).
-- ``faces64``: 64 px, 256 channels, mapping depth 4, ADA.
-- ``stylegan2-256`` / ``-512`` / ``-1024``: StyleGAN2 config-f widths (channel_base 32768, channel_max 512),
-  8-layer mapping, z = w = 512, R1 gamma 10, ADA.
+- ``small``: 32 px, 64-128 channels (1.1M / 1.2M parameters, 4x tiny's cost): the largest preset that trains for
+  hundreds of kimg on a CPU in a working day; DiffAugment.
+- ``faces64``: 64 px, 256 channels, mapping depth 4, ADA (a GPU preset: ~2 s per image on a CPU core).
+- ``stylegan2-256`` / ``-512`` / ``-1024``: the values of the reference implementation's (stylegan2-ada)
+  ``paper256`` / ``paper512`` / ``paper1024`` configurations (batch, minibatch-stddev group, widths, lr, R1 gamma,
+  EMA half-life, 8-layer mapping, z = w = 512).
+
+``r1_gamma: auto`` is the reference's heuristic for configurations it has no tuned value for:
+gamma = 0.0002 * resolution^2 / batch (used by ``tiny``, ``small`` and ``faces64``).
 """
 
 from __future__ import annotations
@@ -27,11 +33,29 @@ PRESETS: dict[str, dict[str, Any]] = {
         batch=16,
         lr_g=0.002,
         lr_d=0.002,
-        r1_gamma=0.05,
+        r1_gamma="auto",
         ema_kimg=0.5,
         kimg=2.0,
         kimg_per_tick=0.25,
         snap=2,
+        augment="diffaugment",
+    ),
+    "small": dict(
+        resolution=32,
+        z_dim=128,
+        w_dim=128,
+        map_layers=2,
+        channel_base=2048,
+        channel_max=128,
+        mbstd_group=4,
+        batch=16,
+        lr_g=0.0025,
+        lr_d=0.0025,
+        r1_gamma="auto",
+        ema_kimg=2.0,
+        kimg=500.0,
+        kimg_per_tick=1.0,
+        snap=10,
         augment="diffaugment",
     ),
     "faces64": dict(
@@ -45,7 +69,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         batch=32,
         lr_g=0.0025,
         lr_d=0.0025,
-        r1_gamma=0.1,
+        r1_gamma="auto",
         ema_kimg=10.0,
         kimg=5000.0,
         kimg_per_tick=4.0,
@@ -53,20 +77,26 @@ PRESETS: dict[str, dict[str, Any]] = {
         augment="ada",
     ),
 }
-for _res in (256, 512, 1024):
+# The reference's paperNNN configurations: (batch, mbstd group, channel_base, lr, R1 gamma, EMA kimg).
+_PAPER = {
+    256: (64, 8, 16384, 0.0025, 1.0, 20.0),
+    512: (64, 8, 32768, 0.0025, 0.5, 20.0),
+    1024: (32, 4, 32768, 0.002, 2.0, 10.0),
+}
+for _res, (_batch, _mbstd, _base, _lr, _gamma, _ema) in _PAPER.items():
     PRESETS[f"stylegan2-{_res}"] = dict(
         resolution=_res,
         z_dim=512,
         w_dim=512,
         map_layers=8,
-        channel_base=32768,
+        channel_base=_base,
         channel_max=512,
-        mbstd_group=4,
-        batch=32,
-        lr_g=0.002,
-        lr_d=0.002,
-        r1_gamma=10.0,
-        ema_kimg=10.0,
+        mbstd_group=_mbstd,
+        batch=_batch,
+        lr_g=_lr,
+        lr_d=_lr,
+        r1_gamma=_gamma,
+        ema_kimg=_ema,
         kimg=25000.0,
         kimg_per_tick=4.0,
         snap=25,
@@ -90,6 +120,11 @@ def auto_preset(resolution: int) -> str:
     if resolution <= 512:
         return "stylegan2-512"
     return "stylegan2-1024"
+
+
+def auto_r1_gamma(resolution: int, batch: int) -> float:
+    """The reference's R1 heuristic: gamma = 0.0002 * resolution^2 / batch."""
+    return 0.0002 * resolution**2 / batch
 
 
 def _pow2(n: int) -> bool:
@@ -128,6 +163,8 @@ def resolve(cfg: dict[str, Any], data_resolution: int, c_dim: int, device_type: 
     out["c_dim"] = int(c_dim) if cfg.get("cond") else 0
     if int(out["batch"]) < 1:
         raise ValueError("train.batch: must be >= 1")
+    if out["r1_gamma"] == "auto":
+        out["r1_gamma"] = auto_r1_gamma(res, int(out["batch"]))
     if out.get("precision") in (None, "auto"):
         out["precision"] = "bf16" if device_type == "cuda" else "fp32"
     if device_type != "cuda" and out["precision"] != "fp32":
