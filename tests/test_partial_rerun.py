@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from animefaces.manifest import StageRows, manifest_path, write_manifest
 from PIL import Image
@@ -162,9 +163,11 @@ def test_demo_workflow_exclude_edit_reruns_only_select_and_packs(tmp_path, share
             "crop": {"cascade_path": str(shared / "cascade" / "lbpcascade_animeface.xml")},
             "normalise": {"size": 64},
             "pack": {"formats": ["hdf5", "tfrecord", "zip"]},
+            "train": {"preset": "tiny", "kimg": 0.128, "kimg_per_tick": 0.064, "snap": 1, "threads": 1},
         },
     )
     res = wd / "results" / "demo"
+    network = "results/demo/train/network-final.pt"
     targets = [
         str(Path("results/demo/pack/hdf5/demo.hdf5")),
         str(Path("results/demo/pack/tfrecord/demo")),
@@ -173,8 +176,10 @@ def test_demo_workflow_exclude_edit_reruns_only_select_and_packs(tmp_path, share
     ]
     first = planned_jobs(wd, *targets)
     assert {"normalise", "select", *PACK_RULES} <= set(first), first
-    snakemake(wd, *targets, timeout=1500)
+    snakemake(wd, *targets, network, timeout=1500)
     assert planned_jobs(wd, *targets) == {}
+    old_run = (res / "train" / "latest").resolve()
+    old_net = torch.load(res / "train" / "network-final.pt", weights_only=True)
     dataset = pd.read_parquet(res / "select" / "dataset.parquet")
     assert len(dataset) > 0
     before = {p: p.stat().st_mtime_ns for p in res.glob("*/manifests/*.parquet")}
@@ -198,3 +203,16 @@ def test_demo_workflow_exclude_edit_reruns_only_select_and_packs(tmp_path, share
     assert ledger.loc[victim, "reason"] == "excluded_by_user"
     for fmt in ("hdf5", "tfrecord", "zip"):
         assert json.loads((res / "pack" / "cards" / f"{fmt}.json").read_text())["count"] == len(new)
+
+    # training retrains on the cleaned pack in a new run (the old run is kept), never "resumes" the old model
+    assert set(planned_jobs(wd, network)) == {"train"}
+    snakemake(wd, network, timeout=900)
+    log = (res / "logs" / "train.log").read_text()
+    assert "new run (the pack changed since run 001-" in log and "resumed from" not in log
+    new_run = (res / "train" / "latest").resolve()
+    assert new_run != old_run and new_run.name.startswith("002-") and old_run.is_dir()
+    card = json.loads((new_run / "run.json").read_text())
+    pack_card = json.loads((res / "pack" / "cards" / "hdf5.json").read_text())
+    assert card["dataset"]["count"] == len(new) and card["dataset"]["sha256"] == pack_card["files"][0]["sha256"]
+    new_net = torch.load(res / "train" / "network-final.pt", weights_only=True)
+    assert any(not torch.equal(old_net["G_ema"][k], new_net["G_ema"][k]) for k in old_net["G_ema"])

@@ -21,6 +21,7 @@ from animefaces.train.augment import AdaController, AugmentPipe, diff_augment
 from animefaces.train.data import BatchSampler, box_downscale, load_hdf5, load_zip, open_dataset
 from animefaces.train.loop import EXIT_INTERRUPTED, Trainer, train
 from animefaces.train.networks import Discriminator, Generator, downsample2d, fir_kernel, upsample2d
+from animefaces.train.runs import run_folder
 from PIL import Image
 from test_train_fixtures import TINY, blob_images, write_h5, write_zip
 
@@ -61,7 +62,8 @@ def reference_run(pack, tmp_path_factory) -> Path:
 
 
 def newest_state(outdir: Path) -> dict:
-    return ckpt.load_file(ckpt.list_snapshots(outdir / "snapshots")[0][1])
+    """The newest snapshot in ``outdir`` (a Trainer folder) or in its current run (a ``RES/train`` folder)."""
+    return ckpt.load_file(ckpt.list_snapshots(run_folder(outdir) / "snapshots")[0][1])
 
 
 def assert_same_state(a: dict, b: dict) -> None:
@@ -296,7 +298,7 @@ def test_sigkill_mid_run_then_restart_is_exact(reference_run, pack, tmp_path):
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 240
     try:
-        while len(ckpt.list_snapshots(out / "snapshots")) < 2:
+        while len(ckpt.list_snapshots(run_folder(out) / "snapshots")) < 2:
             assert proc.poll() is None, proc.stdout.read().decode()
             assert time.time() < deadline, "no snapshot appeared"
             time.sleep(0.02)

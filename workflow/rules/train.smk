@@ -1,5 +1,7 @@
-# GAN training: one job; resumes from RES/train/snapshots by itself (snapshots are not declared outputs, so a
-# failed or killed job keeps them and the rerun continues). Needs the hdf5 or zip pack (pack.formats).
+# GAN training: one job. It trains in RES/train/runs/<n>-<pack hash>/ and resumes the run of the same pack by
+# itself (snapshots are not declared outputs, so a failed or killed job keeps them and the rerun continues); a
+# changed pack starts a new run. The outputs below are copies of the finished run's files. Needs the hdf5 or zip
+# pack (pack.formats).
 import json
 
 # The HDF5 pack (the zip when pack.formats lists zip but not hdf5); the pack rule is run if needed.
