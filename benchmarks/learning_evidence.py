@@ -26,7 +26,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "workflow"))
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -135,33 +134,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _proxy(held_h5: Path, n: int):
-    """A function snapshot -> offline proxy metric of its G_ema's images against ``n`` held-out real faces."""
-    import h5py
-    from animefaces import metrics
-    from animefaces.train.checkpoint import load_file
-    from animefaces.train.networks import Generator
-
-    with h5py.File(held_h5, "r") as f:
-        reals = np.asarray(f["imgs"][:n])  # N x 3 x 64 x 64 uint8
+    """A function snapshot -> the offline proxy metrics (rand-fd, rand-kid) of its G_ema against ``n`` held-out
+    real faces (never seen in training), both at the network's resolution."""
+    from animefaces.metrics import evaluate
 
     def run(path: Path) -> dict:
-        state = load_file(path)
-        G = Generator(**state["G_kwargs"])
-        G.load_state_dict(state["G_ema"])
-        G.eval()
-        res = G.resolution
-        real = torch.from_numpy(reals).float()
-        if res != real.shape[-1]:
-            real = torch.nn.functional.avg_pool2d(real, real.shape[-1] // res)
-        gen = torch.Generator().manual_seed(123)
-        fakes = []
-        with torch.no_grad():
-            for i in range(0, n, 100):
-                z = torch.randn(min(100, n - i), G.z_dim, generator=gen)
-                img = G(z, torch.zeros(len(z), 0), noise_mode="const")
-                fakes.append(((img.clamp(-1, 1) + 1) * 127.5).round())
-        fake = torch.cat(fakes)
-        return metrics.proxy_scores(real.round().to(torch.uint8), fake.to(torch.uint8))
+        r = evaluate(str(path), str(held_h5), ["rand-fd", "rand-kid"], num_fake=n, num_real=n, seed=123)
+        return {k: r[k] for k in ("rand-fd", "rand-kid")}
 
     return run
 
