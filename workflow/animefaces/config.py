@@ -7,6 +7,7 @@ The schema is ``workflow/schemas/config.schema.yaml`` (one block per section).
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 from pathlib import Path
@@ -98,6 +99,31 @@ def parse_params(text: str | None, section: str | None = None) -> dict:
     if section is None:
         return params
     return validate_config({section: params})[section]
+
+
+def _fill(schema: dict, value: Any) -> Any:
+    """``value`` with the defaults of ``schema`` filled in (objects recursively); nothing is validated."""
+    if isinstance(value, dict):
+        for prop, sub in schema.get("properties", {}).items():
+            if prop not in value and "default" in sub:
+                value[prop] = copy.deepcopy(sub["default"])
+            if prop in value:
+                value[prop] = _fill(sub, value[prop])
+    return value
+
+
+def fill_defaults(params: dict, section: str) -> dict:
+    """A copy of ``params`` (a config section, e.g. from a test or a caller outside Snakemake) with every key the
+    schema gives a default for filled in, without validating (so a registered plug-in's name is accepted).
+
+    The schema is the only place defaults live: stage code reads ``params[key]`` after this or ``parse_params``."""
+    return _fill(_schema()["properties"][section], copy.deepcopy(params))
+
+
+@functools.cache
+def _schema() -> dict:
+    """The schema as loaded (read-only; cached: stages fill defaults per call)."""
+    return _load_yaml(SCHEMA_FILE)
 
 
 def section_json(config: dict, name: str) -> str:

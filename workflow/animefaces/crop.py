@@ -14,9 +14,10 @@ center or top), then fitted to the image (``edge: shift`` moves it inside, ``edg
 pads). A crop is never shrunk: a crop larger than the image is padded even in shift mode, and the ledger details
 say so.
 
-Work inside a job runs on ``--threads`` workers: threads for the cascade (decode, detection and PNG encoding all
-release the GIL in OpenCV), processes for nvxs (libnvxs holds the GIL). Results are collected in input order, so
-the output does not depend on the worker count.
+Work inside a job runs on ``--threads`` workers, threads or processes as the detector's registry entry says
+(:data:`animefaces.detect.DETECTORS`: the cascade releases the GIL in OpenCV, libnvxs does not). Results are
+collected in input order (:func:`animefaces.parallel.ordered_map`), so the output does not depend on the worker
+count.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,11 @@ import numpy as np
 import pandas as pd
 
 from .atomic import write_bytes
-from .config import parse_params
+from .config import fill_defaults, parse_params
 from .decode import ImageRejected, load_rgb, read_bgr
-from .detect import Detector, Face, make_detector
+from .detect import Detector, Face, detector_kind, make_detector
 from .manifest import StageRows, read_kept, write_manifest
+from .parallel import ordered_map
 
 log = logging.getLogger("animefaces.crop")
 
@@ -107,21 +109,21 @@ def _fit_axis(start: int, size: int, limit: int, edge: str) -> tuple[int, int, i
 def crop_box(face: Face, image_w: int, image_h: int, params: dict) -> CropBox:
     """Where to crop ``face`` from an ``image_w`` x ``image_h`` image under the crop config ``params``."""
     x, y, w, h = face.x, face.y, face.w, face.h
-    if params.get("geometry", "portrait") == "portrait":
-        side = round(params.get("margin_side", 0.2) * w)
-        top = round(params.get("margin_top", 0.4) * h)
-        bottom = round(params.get("margin_bottom", 0.2) * h)
+    if params["geometry"] == "portrait":
+        side = round(params["margin_side"] * w)
+        top = round(params["margin_top"] * h)
+        bottom = round(params["margin_bottom"] * h)
         x, w = x - side, w + 2 * side
         y, h = y - top, h + top + bottom
-    if params.get("square", True) and w != h:
+    if params["square"] and w != h:
         if w < h:
             x -= (h - w) // 2
             w = h
         else:
-            if params.get("align", "center") == "center":
+            if params["align"] == "center":
                 y -= (w - h) // 2
             h = w
-    edge = params.get("edge", "shift")
+    edge = params["edge"]
     if edge not in ("shift", "pad"):
         raise ValueError(f"config key crop.edge must be 'shift' or 'pad', got {edge!r}")
     nx, pad_l, pad_r = _fit_axis(x, w, image_w, edge)
@@ -218,7 +220,7 @@ def crop_post(
     base = {**detector_info, "source_size": [iw, ih], "faces_detected": len(faces)}
     if not faces:
         return PostResult(reason=NO_FACE, details={**base, "faces": []})
-    min_crop = int(params.get("min_crop", 64))
+    min_crop = int(params["min_crop"])
     boxes = [(f, crop_box(f, iw, ih, params)) for f in faces]
     small = [(f, b) for f, b in boxes if min(b.w, b.h) < min_crop]
     good = [(f, b) for f, b in boxes if min(b.w, b.h) >= min_crop]
@@ -231,10 +233,10 @@ def crop_post(
                 "faces": [{"box": _box_list(f), "score": f.score, "crop_size": [b.w, b.h]} for f, b in small],
             },
         )
-    level = int(params.get("png_compression", 1))
+    level = int(params["png_compression"])
     result = PostResult()
     for n, (face, box) in enumerate(good):
-        pixels = apply_crop(bgr, box, params.get("pad_mode", "replicate"), int(params.get("pad_value", 255)))
+        pixels = apply_crop(bgr, box, params["pad_mode"], int(params["pad_value"]))
         ok, buf = cv2.imencode(".png", pixels, [cv2.IMWRITE_PNG_COMPRESSION, level])
         if not ok:
             raise RuntimeError(f"OpenCV could not encode crop {n} of post {post_id} as PNG")
@@ -249,7 +251,7 @@ def crop_post(
         }
         if box.padded:
             details["pad"] = list(box.pad)
-            details["edge"] = "pad" if params.get("edge") == "pad" else "shift+pad (crop larger than the image)"
+            details["edge"] = "pad" if params["edge"] == "pad" else "shift+pad (crop larger than the image)"
         if any(box.shifted):
             details["shifted"] = list(box.shifted)
         result.crops.append(
@@ -273,31 +275,19 @@ def crop_post(
 # ----------------------------------------------------------------------------------------------- the shard job
 
 
-def _ordered_parallel(
-    fn: Callable[[Any], Any], items: Iterable[Any], pool: Executor | None, workers: int
-) -> Iterator[Any]:
-    """``map(fn, items)`` on ``pool`` (or inline), results in input order, at most ~4*workers items in flight."""
-    if pool is None:
-        yield from map(fn, items)
-        return
-    window = 4 * workers
-    pending = []
-    for item in items:
-        pending.append(pool.submit(fn, item))
-        if len(pending) >= window:
-            yield pending.pop(0).result()
-    for fut in pending:
-        yield fut.result()
-
-
-# Worker processes (nvxs holds the GIL, so it is parallelised with processes): state set once per process.
+# Worker processes (for detectors registered with parallelism "processes"): state set once per process.
 _PROC: dict[str, Any] = {}
 
 
-def _init_process(params: dict, cascade_path: str | None, images_dir: str, detector_info: dict) -> None:
-    _PROC.update(
-        detector=make_detector(params, cascade_path), params=params, images_dir=Path(images_dir), info=detector_info
-    )
+def _init_process(
+    build: Callable[[dict, str | None], Detector],
+    params: dict,
+    cascade_path: str | None,
+    images_dir: str,
+    detector_info: dict,
+) -> None:
+    # ``build`` travels by reference (module + name): a detector registered outside this package works too.
+    _PROC.update(detector=build(params, cascade_path), params=params, images_dir=Path(images_dir), info=detector_info)
 
 
 def _work_in_process(row: tuple[int, str]) -> PostResult:
@@ -335,6 +325,7 @@ def run_crop(
     """Crop every post in ``posts`` (kept ingest rows) and return the crop manifest frame (not written)."""
     import cv2
 
+    params = fill_defaults(params, STAGE)
     for col in ("post_id", "item_id", "path"):
         if col not in posts.columns and len(posts):  # an empty shard may come without stage columns
             raise ValueError(f"ingest manifest has no column {col!r} (is it an ingest manifest?)")
@@ -361,18 +352,23 @@ def run_crop(
 
     pool: Executor | None = None
     fn: Callable[[tuple[int, str]], PostResult] = work
-    if threads > 1 and detector_info["detector"] == "nvxs":
-        # libnvxs keeps the GIL: threads would run one at a time. Fresh (spawned) processes, one detector each.
+    kind = detector_kind(params)
+    if threads > 1 and kind.parallelism == "processes":
+        # The detector keeps the GIL: threads would run one at a time. Fresh (spawned) processes, one detector each.
         pool = ProcessPoolExecutor(
             threads,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_process,
-            initargs=(params, None if cascade_path is None else str(cascade_path), str(images_dir), detector_info),
+            initargs=(
+                kind.build,
+                params,
+                None if cascade_path is None else str(cascade_path),
+                str(images_dir),
+                detector_info,
+            ),
         )
         fn = _work_in_process
-    elif threads > 1:
-        # OpenCV releases the GIL in decode, detection and PNG encoding: threads run truly in parallel.
-        pool = ThreadPoolExecutor(threads, thread_name_prefix="crop")
+    # Otherwise threads: OpenCV releases the GIL in decode, detection and PNG encoding (ordered_map's own pool).
 
     rows = StageRows(STAGE, shard)
     bar = _progress(len(jobs), shard) if progress else None
@@ -383,8 +379,9 @@ def run_crop(
     chars = get("character", pd.Series([None] * len(posts), index=posts.index)).tolist()
     items = posts["item_id"].astype(str).tolist()
     n_crops = 0
+    results = ordered_map(fn, jobs, threads, pool=pool, thread_name_prefix="crop")
     try:
-        for i, res in enumerate(_ordered_parallel(fn, jobs, pool, threads)):
+        for i, res in enumerate(results):
             post_id, source = jobs[i]
             parent = items[i]
             if res.reason:
@@ -424,6 +421,7 @@ def run_crop(
             if bar is not None:
                 bar.update(1)
     finally:
+        results.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
         cv2.setNumThreads(cv_threads)

@@ -13,20 +13,21 @@ between runs; the set of boxes does not.
 
 A ``cv2.CascadeClassifier`` keeps per-call scratch state and is not safe to share between threads: build one
 detector per worker thread (:func:`make_detector` is cheap, ~10 ms).
+
+Adding a detector (registry :data:`DETECTORS`): a class with ``name``, ``detect`` and ``describe``, a ``build(params,
+cascade_path)`` function, and one :func:`register_detector` call naming how the crop stage parallelises it
+(``threads`` when it releases the GIL, ``processes`` when it does not); then its name in the schema's
+``crop.detector`` enum and its keys in the ``crop`` block.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
-
-LBPCASCADE = "lbpcascade"
-NVXS = "nvxs"
-DETECTORS = (LBPCASCADE, NVXS)
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def equalised_grey(bgr: np.ndarray) -> np.ndarray:
 class CascadeDetector:
     """nagadomi's LBP cascade; defaults are the seed's (1.1, 5, 50x50)."""
 
-    name = LBPCASCADE
+    name = "lbpcascade"
 
     def __init__(
         self,
@@ -130,7 +131,7 @@ class CascadeDetector:
 class NvxsDetector:
     """The ``animeface`` package (libnvxs); ``threshold`` drops faces with a lower likelihood."""
 
-    name = NVXS
+    name = "nvxs"
 
     def __init__(self, threshold: float = 0.5) -> None:
         import animeface  # noqa: F401  (fail early with a clear ImportError)
@@ -154,19 +155,60 @@ class NvxsDetector:
         return order_faces(faces)
 
 
+Parallelism = Literal["threads", "processes"]
+
+
+@dataclass(frozen=True)
+class DetectorKind:
+    """A registered detector: how to build one from the crop config section, and how the crop stage runs it in
+    parallel (``threads``: detection releases the GIL; ``processes``: it does not, one detector per process)."""
+
+    name: str
+    build: Callable[[dict, str | None], Detector]
+    parallelism: Parallelism = "threads"
+
+
+DETECTORS: dict[str, DetectorKind] = {}
+
+
+def register_detector(name: str, build: Callable[[dict, str | None], Detector], parallelism: Parallelism = "threads"):
+    """Make ``crop.detector: <name>`` build detectors with ``build(params, cascade_path)``."""
+    if parallelism not in ("threads", "processes"):
+        raise ValueError(f"detector {name!r}: parallelism must be 'threads' or 'processes', got {parallelism!r}")
+    DETECTORS[name] = DetectorKind(name, build, parallelism)
+    return DETECTORS[name]
+
+
+def detector_kind(params: dict) -> DetectorKind:
+    """The registered detector that the crop config section (``crop.detector``) names."""
+    name = params["detector"]
+    try:
+        return DETECTORS[name]
+    except KeyError:
+        raise ValueError(
+            f"config key crop.detector: unknown detector {name!r}; choose from {list(DETECTORS)}"
+        ) from None
+
+
+def _build_cascade(params: dict, cascade_path: str | None) -> CascadeDetector:
+    if cascade_path is None:
+        raise ValueError("the lbpcascade detector needs the cascade file (--cascade)")
+    return CascadeDetector(
+        cascade_path, params["scale_factor"], params["min_neighbors"], params["min_face"], params["cascade_score"]
+    )
+
+
+def _build_nvxs(params: dict, cascade_path: str | None) -> NvxsDetector:
+    return NvxsDetector(threshold=params["nvxs_threshold"])
+
+
+register_detector("lbpcascade", _build_cascade, "threads")  # OpenCV releases the GIL while detecting
+register_detector("nvxs", _build_nvxs, "processes")  # libnvxs holds the GIL
+
+
 def make_detector(params: dict, cascade_path: str | os.PathLike[str] | None = None) -> Detector:
-    """A detector from the crop config section (``animefaces.config.parse_params(..., "crop")``)."""
-    kind = params.get("detector", LBPCASCADE)
-    if kind == LBPCASCADE:
-        if cascade_path is None:
-            raise ValueError("the lbpcascade detector needs the cascade file (--cascade)")
-        return CascadeDetector(
-            cascade_path,
-            scale_factor=params.get("scale_factor", 1.1),
-            min_neighbors=params.get("min_neighbors", 5),
-            min_face=params.get("min_face", 50),
-            score=params.get("cascade_score", "level_weight"),
-        )
-    if kind == NVXS:
-        return NvxsDetector(threshold=params.get("nvxs_threshold", 0.5))
-    raise ValueError(f"config key crop.detector: unknown detector {kind!r}; choose from {list(DETECTORS)}")
+    """A detector from the crop config section (keys the schema gives defaults for may be left out)."""
+    from .config import fill_defaults
+
+    params = fill_defaults(params, "crop")
+    return detector_kind(params).build(params, None if cascade_path is None else os.fspath(cascade_path))

@@ -10,23 +10,19 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..parallel import ordered_map
+
 DATASET_COLUMNS = ["item_id", "path", "label", "character", "sha256"]
 UNLABELLED = 0
 UNLABELLED_NAME = "(unlabelled)"
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 class PackError(RuntimeError):
@@ -120,24 +116,6 @@ def read_source(item_id: str, path: str, sha256: str | None, decode: bool = True
             f"{where}: file content changed after select (sha256 mismatch). Rerun with `--forcerun select`."
         )
     return SourceImage(item_id, path, data, decode_rgb(data, where) if decode else None)
-
-
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], threads: int, window: int | None = None) -> Iterator[R]:
-    """``map(fn, items)`` on a thread pool, yielding results in input order with at most ``window`` in flight
-    (so memory stays bounded however many items there are)."""
-    threads = max(1, int(threads))
-    if threads == 1:
-        yield from map(fn, items)
-        return
-    window = window or threads * 4
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        pending: deque = deque()
-        for item in items:
-            pending.append(pool.submit(fn, item))
-            if len(pending) >= window:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 def iter_sources(
