@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 import torch
 from animefaces.config import parse_params
+from animefaces.pack.source import box_downscale
 from animefaces.train import checkpoint as ckpt
 from animefaces.train import main as train_main
 from animefaces.train.augment import AdaController, AugmentPipe, diff_augment
-from animefaces.train.data import BatchSampler, box_downscale, load_hdf5, load_zip, open_dataset
+from animefaces.train.data import BatchSampler, open_dataset
 from animefaces.train.loop import EXIT_INTERRUPTED, Trainer, train
 from animefaces.train.networks import Discriminator, Generator, downsample2d, fir_kernel, upsample2d
 from animefaces.train.runs import run_folder
@@ -204,14 +205,14 @@ def test_ada_controller_moves_p_towards_target():
 def test_hdf5_and_zip_loaders_agree_and_downscale(tmp_path):
     imgs = blob_images(6, 32, seed=3)
     labels = np.array([0, 2, 1, 2, 0, 1])
-    h = load_hdf5(str(write_h5(tmp_path / "p.hdf5", imgs, labels)), resolution=16)
-    z = load_zip(str(write_zip(tmp_path / "p.zip", imgs, labels)), resolution=16)
+    h = open_dataset(str(write_h5(tmp_path / "p.hdf5", imgs, labels)), resolution=16)
+    z = open_dataset(str(write_zip(tmp_path / "p.zip", imgs, labels)), resolution=16)
     manual = np.floor(imgs.reshape(6, 3, 16, 2, 16, 2).astype(np.float64).mean(axis=(3, 5)) + 0.5).astype(np.uint8)
     assert np.array_equal(h.images.numpy(), manual) and np.array_equal(z.images.numpy(), manual)
     assert h.num_classes == z.num_classes == 3
     assert torch.equal(h.label_vectors, z.label_vectors) and h.label_vectors[1].tolist() == [0, 0, 1]
     # out-of-memory mode reads the same pixels per batch from the file
-    disk = load_hdf5(str(tmp_path / "p.hdf5"), resolution=16, max_memory_gb=1e-9)
+    disk = open_dataset(str(tmp_path / "p.hdf5"), resolution=16, max_memory_gb=1e-9)
     assert not disk.in_memory
     idx = torch.tensor([4, 1, 4, 0])
     assert torch.equal(disk.get(idx), h.get(idx))

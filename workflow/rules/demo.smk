@@ -1,12 +1,7 @@
 # demo: when demo.enabled, ONE job draws the seeded Danbooru-format mirror at dataset.root (images first,
 # then the three metadata files that dataset.metadata lists, then ground_truth.json with every planted case's
 # expected ledger outcome). Logic: workflow/animefaces/demo/.
-import os
-
-from animefaces.demo import GROUND_TRUTH, check_config as check_demo_config
-
-# Fail at DAG build, naming the key: dataset.metadata must be the demo's files, dataset.root not a real mirror.
-check_demo_config(config)
+from animefaces.demo import GROUND_TRUTH
 
 if config["demo"]["enabled"]:
 
@@ -25,7 +20,7 @@ if config["demo"]["enabled"]:
             mem_mb=1500,
         params:
             cfg=section_json(config, "demo"),
-            root=lambda w, output: os.path.dirname(output.truth),
+            root=output_folder("truth"),
         shell:
             "python -m animefaces.demo --root {params.root:q} --params {params.cfg:q}"
             " --metadata {output.metadata:q} --threads {threads} > {log} 2>&1"

@@ -1,15 +1,6 @@
 # ingest: ONE job streams all Danbooru metadata (or lists the image folder), applies `filter` and `classes`, and
 # writes a manifest for every shard (empty ones too), unsharded.parquet (records without a usable post id) and
 # classes.tsv. Logic: workflow/animefaces/ingest/.
-import os
-
-from animefaces.ingest.classes import ClassesConfig
-from animefaces.ingest.filters import check_filter_config
-
-# Fail at DAG build, with the message naming the key, rather than in the job (e.g. 's' without a rating scheme).
-check_filter_config(config["filter"])
-ClassesConfig.from_section(config["classes"])
-
 INGEST_MANIFESTS = expand(
     f"{RES}/ingest/manifests/{{shard}}.parquet", shard=SHARDS + ["unsharded"]
 )
@@ -36,7 +27,7 @@ rule ingest:
     resources:
         mem_mb=4000,
     params:
-        out=lambda w, output: os.path.dirname(output.classes),
+        out=output_folder("classes"),
         dataset=section_json(config, "dataset"),
         filter=section_json(config, "filter"),
         classes=section_json(config, "classes"),

@@ -7,19 +7,13 @@ report: "../report/workflow.rst"
 
 
 REPORT_DIR = f"{RES}/report"
-# Every stage manifest: the funnel and the drop sheets read the whole ledger.
-REPORT_MANIFESTS = {
-    stage: [f"{RES}/{stage}/manifests/{shard}.parquet" for shard in SHARDS]
-    for stage in ["ingest", "crop", "clean", "dedup", "normalise"]
-}
-REPORT_MANIFESTS["ingest"].append(f"{RES}/ingest/manifests/unsharded.parquet")
-REPORT_MANIFESTS["select"] = [f"{RES}/select/manifests/all.parquet"]
-REPORT_PACK_FORMATS = config.get("pack", {}).get("formats", [])
+# Every stage manifest, in ledger.STAGES order: the funnel and the drop sheets read the whole ledger.
+REPORT_MANIFESTS = report_manifests(RES, SHARDS)
 
 
 rule report_funnel:
     input:
-        manifests=[f for files in REPORT_MANIFESTS.values() for f in files],
+        manifests=report_files(REPORT_MANIFESTS),
     output:
         tsv=report(
             f"{REPORT_DIR}/funnel.tsv",
@@ -68,7 +62,7 @@ rule report_kept:
 
 rule report_drops:
     input:
-        manifests=[f for files in REPORT_MANIFESTS.values() for f in files],
+        manifests=report_files(REPORT_MANIFESTS),
     output:
         report(
             directory(f"{REPORT_DIR}/drops"),
@@ -88,11 +82,7 @@ rule report_drops:
 
 rule report_pairs:
     input:
-        manifests=[
-            f
-            for s in ["ingest", "crop", "clean", "dedup"]
-            for f in REPORT_MANIFESTS[s]
-        ],
+        manifests=report_files(REPORT_MANIFESTS, until="dedup"),
     output:
         report(
             f"{REPORT_DIR}/dup_pairs.png",
@@ -110,7 +100,7 @@ rule report_pairs:
 
 rule report_cards:
     input:
-        cards=[f"{RES}/pack/cards/{fmt}.json" for fmt in REPORT_PACK_FORMATS],
+        cards=expand(f"{RES}/pack/cards/{{fmt}}.json", fmt=config["pack"]["formats"]),
     output:
         report(
             f"{REPORT_DIR}/cards.html",

@@ -20,7 +20,7 @@ rule sample_images:
     params:
         what="images",
         cfg=section_json(config, "sample"),
-        outdir=lambda wildcards, output: str(Path(output.index).parent),
+        outdir=output_folder("index"),
     shell:
         SAMPLE_CMD
         + " --network {input.network:q} --outdir {params.outdir:q} > {log:q} 2>&1"
@@ -44,7 +44,7 @@ rule sample_figures:
     params:
         what="figures",
         cfg=section_json(config, "sample"),
-        outdir=lambda wildcards, output: str(Path(output.truncation).parent),
+        outdir=output_folder("truncation"),
     shell:
         SAMPLE_CMD
         + " --network {input.network:q} --outdir {params.outdir:q} > {log:q} 2>&1"
@@ -85,7 +85,7 @@ rule sample_montage:
     params:
         what="montage",
         cfg=section_json(config, "sample"),
-        grids=lambda wildcards, input: str(Path(input.grids).parent),
+        grids=input_folder("grids"),
     shell:
         SAMPLE_CMD + " --grids {params.grids:q} --out {output.video:q} > {log:q} 2>&1"
 

@@ -4,6 +4,8 @@
 - ``tfrecord``: StyleGAN 1/2 multi-resolution TFRecords, written without TensorFlow, see :mod:`.tfrecord`;
 - ``zip``: stylegan2-ada / stylegan3 zip of PNGs + ``dataset.json``, see :mod:`.zipds`.
 
+Formats are looked up in :data:`animefaces.pack.formats.PACK_FORMATS` (how to add one: CONTRIBUTING.md).
+
 CLI: ``python -m animefaces.pack <format> --dataset RES/select/dataset.parquet --classes RES/ingest/classes.tsv
 --out <pack path> --card RES/pack/cards/<format>.json --params '<pack config JSON>'``.
 """
@@ -22,17 +24,8 @@ import numpy as np
 
 from ..config import ConfigError, parse_params
 from . import card as cards
-from . import hdf5, tfrecord, zipds
-from .source import PackError, iter_arrays, iter_sources, load_dataset, read_classes
-
-FORMATS = ("hdf5", "tfrecord", "zip")
-
-
-def _first_size(items) -> int:
-    """The dataset's resolution, from its first image."""
-    (first,) = list(iter_sources(items.iloc[:1], threads=1))
-    assert first.rgb is not None
-    return int(first.rgb.shape[0])
+from .formats import PACK_FORMATS, PackJob, pack_format
+from .source import PackError, load_dataset, read_classes
 
 
 def pack(
@@ -46,9 +39,8 @@ def pack(
     threads: int = 1,
     card_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Pack the dataset table ``dataset`` as ``fmt`` at ``out`` and write its card; returns the card."""
-    if fmt not in FORMATS:
-        raise PackError(f"unknown pack format {fmt!r}; choose one of {FORMATS}")
+    """Pack the dataset table ``dataset`` as ``fmt`` (a registered format) at ``out`` and write its card."""
+    writer = pack_format(fmt).code().write_pack
     items = load_dataset(dataset)
     names = read_classes(classes)
     out = Path(out)
@@ -56,43 +48,11 @@ def pack(
     labels = items["label"].to_numpy(dtype=np.int64)
     config = {"pack": {fmt: params[fmt]}, **(card_config or {})}  # this format's options (its rule's params)
     t0 = time.perf_counter()
-    if fmt == "hdf5":
-        size = _first_size(items)
-        opts = params["hdf5"]
-        hdf5.write_hdf5(
-            out,
-            iter_arrays(iter_sources(items, threads=threads)),
-            labels,
-            size,
-            item_ids=items["item_id"].astype(str).tolist(),
-            chunk=opts["chunk"],
-            compression=opts["compression"],
-        )
-        files = cards.file_entries([out], out.parent)
-        stored, order = True, "dataset table order (RES/select/dataset.parquet rows)"
-    elif fmt == "tfrecord":
-        size = _first_size(items)
-        tfrecord.resolution_log2(size)  # fail before reading everything
-        opts = params["tfrecord"]
-        perm = np.random.default_rng(opts["seed"]).permutation(len(items))
-        stored = zipds.want_labels(opts["labels"], labels)
-        tfrecord.write_tfrecords(
-            out,
-            name,
-            iter_arrays(iter_sources(items, order=perm, threads=threads)),
-            size,
-            labels=labels[perm] if stored else None,
-        )
-        files = cards.file_entries(sorted(p for p in out.iterdir() if p.is_file()), out.parent)
-        order = f"record i is dataset table row numpy.random.default_rng({opts['seed']}).permutation({len(items)})[i]"
-    else:
-        opts = params["zip"]
-        stored = zipds.want_labels(opts["labels"], labels)
-        _, size = zipds.write_zip(out, iter_sources(items, threads=threads, decode=False), labels, opts["labels"])
-        files = cards.file_entries([out], out.parent)
-        order = "dataset table order (RES/select/dataset.parquet rows)"
+    written = writer(PackJob(items, labels, out, name, params[fmt], threads))
+    size = written.size
+    files = cards.file_entries(written.files, out.parent)
     seconds = time.perf_counter() - t0
-    card = cards.build_card(fmt, name, items, size, files, names, config, stored, order)
+    card = cards.build_card(fmt, name, items, size, files, names, config, written.labels_stored, written.order)
     print(
         f"pack {fmt}: {card['count']} images {size}x{size} -> {out} ({card['disk_bytes'] / 2**20:.1f} MiB, "
         f"{card['size_vs_source_images']}x the image files) in {seconds:.1f} s",
@@ -107,7 +67,7 @@ def pack(
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="animefaces pack", description="Pack the selected dataset for GAN training.")
-    ap.add_argument("format", choices=FORMATS)
+    ap.add_argument("format", help=f"a registered pack format ({', '.join(PACK_FORMATS)})")
     ap.add_argument("--dataset", required=True, help="dataset table written by select (RES/select/dataset.parquet)")
     ap.add_argument("--classes", help="class table (RES/ingest/classes.tsv) for class names in the card")
     ap.add_argument("--out", required=True, help="pack file (hdf5, zip) or directory (tfrecord)")

@@ -19,7 +19,8 @@ import h5py
 import numpy as np
 
 from ..atomic import atomic_path
-from .source import PackError, batched_chw, fsync_path
+from .formats import PackImages, PackJob, PackWritten
+from .source import PackError, batched_chw, box_downscale, first_size, fsync_path, iter_arrays, iter_sources
 
 COMPRESSIONS = {"none": None, "lzf": "lzf", "gzip": "gzip"}
 MAX_CHUNK_BYTES = 2**32 - 1  # HDF5's limit on one chunk
@@ -81,7 +82,69 @@ def write_hdf5(
     return written
 
 
-def read_hdf5(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """All images (N x 3 x S x S) and labels of a pack (tests, small sets)."""
+def write_pack(job: PackJob) -> PackWritten:
+    """The ``hdf5`` pack of :mod:`animefaces.pack.formats`: dataset table order, labels always stored."""
+    size = first_size(job.items)
+    write_hdf5(
+        job.out,
+        iter_arrays(iter_sources(job.items, threads=job.threads)),
+        job.labels,
+        size,
+        item_ids=job.items["item_id"].astype(str).tolist(),
+        chunk=job.options["chunk"],
+        compression=job.options["compression"],
+    )
+    return PackWritten(size, [job.out], True, "dataset table order (RES/select/dataset.parquet rows)")
+
+
+def _check_square(path: str, shape: tuple[int, ...]) -> int:
+    if len(shape) != 4 or shape[1] != 3 or shape[2] != shape[3]:
+        raise ValueError(f"{path}: 'imgs' must be uint8 N x 3 x S x S, got shape {shape}")
+    return int(shape[2])
+
+
+def load_for_training(
+    path: str, resolution: int | None = None, max_memory_gb: float = 8.0, chunk: int = 1024
+) -> PackImages:
+    """The pack in memory (box-downscaled to ``resolution``), or read row-wise when larger than ``max_memory_gb``."""
     with h5py.File(path, "r") as f:
-        return f["imgs"][:], f["labels"][:]
+        if "imgs" not in f:
+            raise ValueError(f"{path}: no 'imgs' dataset (expected the HDF5 pack layout: imgs N x 3 x S x S uint8)")
+        ds = f["imgs"]
+        if ds.dtype != np.uint8:
+            raise ValueError(f"{path}: 'imgs' must be uint8, got {ds.dtype}")
+        src = _check_square(path, ds.shape)
+        res = resolution or src
+        n = ds.shape[0]
+        if n == 0:
+            raise ValueError(f"{path}: the pack holds no images")
+        labels = np.asarray(f["labels"][:]) if "labels" in f else None
+        if n * 3 * res * res > max_memory_gb * 2**30:
+            return PackImages(n, src, res, labels, read_rows=_RowReader(path, src // res))
+        images = np.empty((n, 3, res, res), dtype=np.uint8)
+        for start in range(0, n, chunk):
+            images[start : start + chunk] = box_downscale(ds[start : start + chunk], src // res)
+    return PackImages(n, src, res, labels, images=images)
+
+
+class _RowReader:
+    """Rows of a large pack on demand (sorted unique indices: fancy indexing on the chunked dataset)."""
+
+    def __init__(self, path: str, factor: int) -> None:
+        self.path, self.factor, self._h5 = path, factor, None
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        if self._h5 is None:
+            self._h5 = h5py.File(self.path, "r")
+        return box_downscale(self._h5["imgs"][rows], self.factor)
+
+
+def probe(path: str) -> tuple[int, int, int]:
+    """(count, resolution, classes) without reading the images."""
+    with h5py.File(path, "r") as f:
+        if "imgs" not in f:
+            raise ValueError(f"{path}: no 'imgs' dataset")
+        s = _check_square(path, f["imgs"].shape)
+        labels = np.asarray(f["labels"][:]) if "labels" in f else None
+        classes = int(labels.max()) + 1 if labels is not None and len(labels) else 0
+        return int(f["imgs"].shape[0]), s, classes

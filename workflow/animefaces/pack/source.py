@@ -133,6 +133,13 @@ def iter_sources(
     return ordered_map(one, rows, threads)
 
 
+def first_size(items: pd.DataFrame) -> int:
+    """The dataset's resolution, from its first image."""
+    (first,) = list(iter_sources(items.iloc[:1], threads=1))
+    assert first.rgb is not None
+    return int(first.rgb.shape[0])
+
+
 def check_square(img: np.ndarray, size: int | None, where: str) -> int:
     """The side length of an ``S x S x 3`` image; raise if it differs from ``size`` (when given)."""
     if img.ndim != 3 or img.shape[2] != 3 or img.shape[0] != img.shape[1]:
@@ -170,6 +177,15 @@ def batched_chw(arrays: Iterable[np.ndarray], batch: int) -> Iterator[np.ndarray
             buf, n = None, 0
     if buf is not None and n:
         yield buf[:n]
+
+
+def box_downscale(imgs: np.ndarray, factor: int) -> np.ndarray:
+    """Average ``factor`` x ``factor`` blocks of uint8 N x C x S x S images, rounded half up (training readers)."""
+    if factor == 1:
+        return imgs
+    n, c, h, w = imgs.shape
+    x = imgs.reshape(n, c, h // factor, factor, w // factor, factor).astype(np.float32)
+    return np.floor(x.mean(axis=(3, 5)) + 0.5).clip(0, 255).astype(np.uint8)
 
 
 def fsync_path(path: str | os.PathLike[str]) -> None:

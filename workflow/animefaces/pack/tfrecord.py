@@ -37,7 +37,9 @@ from pathlib import Path
 import google_crc32c
 import numpy as np
 
-from .source import PackError, batched_chw, fsync_path
+from .formats import PackJob, PackWritten
+from .source import PackError, batched_chw, first_size, fsync_path, iter_arrays, iter_sources
+from .zipds import want_labels
 
 MASK_DELTA = 0xA282EAD8
 U32 = 0xFFFFFFFF
@@ -395,3 +397,22 @@ def write_tfrecords(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return count
+
+
+def write_pack(job: PackJob) -> PackWritten:
+    """The ``tfrecord`` pack of :mod:`animefaces.pack.formats`: records in a seeded permutation of the table."""
+    size = first_size(job.items)
+    resolution_log2(size)  # fail before reading everything
+    seed = job.options["seed"]
+    perm = np.random.default_rng(seed).permutation(len(job.items))
+    stored = want_labels(job.options["labels"], job.labels)
+    write_tfrecords(
+        job.out,
+        job.name,
+        iter_arrays(iter_sources(job.items, order=perm, threads=job.threads)),
+        size,
+        labels=job.labels[perm] if stored else None,
+    )
+    files = sorted(p for p in job.out.iterdir() if p.is_file())
+    order = f"record i is dataset table row numpy.random.default_rng({seed}).permutation({len(job.items)})[i]"
+    return PackWritten(size, files, stored, order)

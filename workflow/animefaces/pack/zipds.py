@@ -21,9 +21,20 @@ import numpy as np
 from PIL import Image
 
 from ..atomic import atomic_path
-from .source import PackError, SourceImage, check_square, decode_rgb, fsync_path, png_rgb8_size
+from .formats import PackImages, PackJob, PackWritten
+from .source import (
+    PackError,
+    SourceImage,
+    box_downscale,
+    check_square,
+    decode_rgb,
+    fsync_path,
+    iter_sources,
+    png_rgb8_size,
+)
 
 LABEL_MODES = ("auto", "always", "never")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")  # what stylegan2-ada's loader reads from a zip
 
 
 def archive_name(index: int) -> str:
@@ -87,3 +98,65 @@ def write_zip(
     if size is None:
         raise PackError("no images to pack")
     return len(names), size
+
+
+def write_pack(job: PackJob) -> PackWritten:
+    """The ``zip`` pack of :mod:`animefaces.pack.formats`: dataset table order, source PNG bytes kept."""
+    mode = job.options["labels"]
+    _, size = write_zip(job.out, iter_sources(job.items, threads=job.threads, decode=False), job.labels, mode)
+    order = "dataset table order (RES/select/dataset.parquet rows)"
+    return PackWritten(size, [job.out], want_labels(mode, job.labels), order)
+
+
+def _image_names(zf: zipfile.ZipFile, path: str) -> list[str]:
+    names = sorted(n for n in zf.namelist() if n.lower().endswith(IMAGE_EXTS))
+    if not names:
+        raise ValueError(f"{path}: no images in the zip")
+    return names
+
+
+def load_for_training(path: str, resolution: int | None = None, max_memory_gb: float = 8.0) -> PackImages:
+    """A stylegan2-ada zip in memory: every image file (sorted by name), labels from ``dataset.json`` if present."""
+    with zipfile.ZipFile(path) as zf:
+        names = _image_names(zf, path)
+        label_map: dict | None = None
+        if "dataset.json" in zf.namelist():
+            meta = json.loads(zf.read("dataset.json"))
+            if meta.get("labels") is not None:
+                label_map = {name: value for name, value in meta["labels"]}
+        arrays = []
+        src = None
+        for name in names:
+            with Image.open(io.BytesIO(zf.read(name))) as im:
+                arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+            if arr.shape[0] != arr.shape[1] or (src is not None and arr.shape[0] != src):
+                raise ValueError(
+                    f"{path}: {name} is {arr.shape[1]}x{arr.shape[0]}; all images must be square, same size"
+                )
+            src = arr.shape[0]
+            arrays.append(arr.transpose(2, 0, 1))
+    assert src is not None
+    res = resolution or src
+    images = box_downscale(np.stack(arrays), src // res)
+    labels = None
+    if label_map is not None:
+        missing = [n for n in names if n not in label_map]
+        if missing:
+            raise ValueError(f"{path}: dataset.json has no label for {missing[0]} ({len(missing)} images)")
+        labels = np.asarray([label_map[n] for n in names])
+    return PackImages(len(names), src, res, labels, images=images)
+
+
+def probe(path: str) -> tuple[int, int, int]:
+    """(count, resolution, classes) reading only the first image and dataset.json."""
+    with zipfile.ZipFile(path) as zf:
+        names = _image_names(zf, path)
+        with Image.open(io.BytesIO(zf.read(names[0]))) as im:
+            s = im.size[0]
+        classes = 0
+        if "dataset.json" in zf.namelist():
+            labels = json.loads(zf.read("dataset.json")).get("labels")
+            if labels:
+                values = np.asarray([v for _, v in labels])
+                classes = int(values.max()) + 1 if values.ndim == 1 else int(values.shape[1])
+    return len(names), s, classes

@@ -1,5 +1,6 @@
 """Training data: the HDF5 pack (``imgs`` uint8 N x 3 x S x S, ``labels`` int64 N) or a stylegan2-ada zip.
 
+The pack's format (by its suffix, :func:`animefaces.pack.formats.format_of_path`) supplies the reader.
 Images are decoded/read once into one uint8 tensor when they fit in ``train.data_memory_gb`` (optionally
 box-downscaled to the training resolution on the way); larger HDF5 packs are read batch-wise (sorted fancy
 indexing on the chunked dataset). No per-step PIL decoding. Batches come from :class:`BatchSampler`: epoch-wise
@@ -12,27 +13,14 @@ of size ``max(label) + 1``. A zip's ``dataset.json`` may also hold label vectors
 
 from __future__ import annotations
 
-import io
-import json
 import os
-import zipfile
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-
-
-def box_downscale(imgs: np.ndarray, factor: int) -> np.ndarray:
-    """Average ``factor`` x ``factor`` blocks of uint8 N x C x S x S images, rounded half up."""
-    if factor == 1:
-        return imgs
-    n, c, h, w = imgs.shape
-    x = imgs.reshape(n, c, h // factor, factor, w // factor, factor).astype(np.float32)
-    return np.floor(x.mean(axis=(3, 5)) + 0.5).clip(0, 255).astype(np.uint8)
+from ..pack.formats import PackImages, format_of_path
 
 
 def labels_to_onehot(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -51,15 +39,14 @@ class ImageData:
         labels: np.ndarray | None,
         source_resolution: int,
         resolution: int,
-        h5_path: str | None = None,
+        read_rows: Callable[[np.ndarray], np.ndarray] | None = None,
         count: int | None = None,
     ) -> None:
         self.path = path
         self.images = images
         self.source_resolution = source_resolution
         self.resolution = resolution
-        self._h5_path = h5_path
-        self._h5 = None
+        self._read_rows = read_rows
         self.count = int(images.shape[0] if images is not None else count)
         self.raw_labels = labels
         self.num_classes = 0
@@ -85,14 +72,11 @@ class ImageData:
         """uint8 images [B, 3, R, R] for indices ``idx`` (CPU tensor)."""
         if self.images is not None:
             return self.images.index_select(0, idx)
-        import h5py
-
-        if self._h5 is None:
-            self._h5 = h5py.File(self._h5_path, "r")
+        assert self._read_rows is not None
         order = np.argsort(idx.numpy(), kind="stable")
         sorted_idx = idx.numpy()[order]
         uniq, inverse = np.unique(sorted_idx, return_inverse=True)
-        block = box_downscale(self._h5["imgs"][uniq], self.source_resolution // self.resolution)
+        block = self._read_rows(uniq)
         out = np.empty((len(idx), *block.shape[1:]), dtype=np.uint8)
         out[order] = block[inverse]
         return torch.from_numpy(out)
@@ -103,111 +87,24 @@ class ImageData:
         return self.label_vectors.index_select(0, idx)
 
 
-def _check_square(path: str, shape: tuple[int, ...]) -> int:
-    if len(shape) != 4 or shape[1] != 3 or shape[2] != shape[3]:
-        raise ValueError(f"{path}: 'imgs' must be uint8 N x 3 x S x S, got shape {shape}")
-    return int(shape[2])
-
-
-def load_hdf5(path: str, resolution: int | None = None, max_memory_gb: float = 8.0, chunk: int = 1024) -> ImageData:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        if "imgs" not in f:
-            raise ValueError(f"{path}: no 'imgs' dataset (expected the HDF5 pack layout: imgs N x 3 x S x S uint8)")
-        ds = f["imgs"]
-        if ds.dtype != np.uint8:
-            raise ValueError(f"{path}: 'imgs' must be uint8, got {ds.dtype}")
-        src = _check_square(path, ds.shape)
-        res = resolution or src
-        n = ds.shape[0]
-        if n == 0:
-            raise ValueError(f"{path}: the pack holds no images")
-        labels = np.asarray(f["labels"][:]) if "labels" in f else None
-        nbytes = n * 3 * res * res
-        if nbytes > max_memory_gb * 2**30:
-            return ImageData(path, None, labels, src, res, h5_path=path, count=n)
-        images = np.empty((n, 3, res, res), dtype=np.uint8)
-        for start in range(0, n, chunk):
-            images[start : start + chunk] = box_downscale(ds[start : start + chunk], src // res)
-    return ImageData(path, torch.from_numpy(images), labels, src, res)
-
-
-def load_zip(path: str, resolution: int | None = None) -> ImageData:
-    """A stylegan2-ada zip: every image file (sorted by name), labels from ``dataset.json`` if present."""
-    from PIL import Image
-
-    with zipfile.ZipFile(path) as zf:
-        names = sorted(n for n in zf.namelist() if n.lower().endswith(IMAGE_EXTS))
-        if not names:
-            raise ValueError(f"{path}: no images in the zip")
-        label_map: dict[str, Any] | None = None
-        if "dataset.json" in zf.namelist():
-            meta = json.loads(zf.read("dataset.json"))
-            if meta.get("labels") is not None:
-                label_map = {name: value for name, value in meta["labels"]}
-        arrays = []
-        src = None
-        for name in names:
-            with Image.open(io.BytesIO(zf.read(name))) as im:
-                arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-            if arr.shape[0] != arr.shape[1] or (src is not None and arr.shape[0] != src):
-                raise ValueError(
-                    f"{path}: {name} is {arr.shape[1]}x{arr.shape[0]}; all images must be square, same size"
-                )
-            src = arr.shape[0]
-            arrays.append(arr.transpose(2, 0, 1))
-    res = resolution or src
-    images = box_downscale(np.stack(arrays), src // res)
-    labels = None
-    if label_map is not None:
-        missing = [n for n in names if n not in label_map]
-        if missing:
-            raise ValueError(f"{path}: dataset.json has no label for {missing[0]} ({len(missing)} images)")
-        labels = np.asarray([label_map[n] for n in names])
-    return ImageData(path, torch.from_numpy(images), labels, src, res)
+def _pack_path(path: str) -> str:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"training data {path} does not exist (build the pack first: snakemake --until pack)")
+    return path
 
 
 def probe(path: str) -> tuple[int, int, int]:
     """(count, resolution S, num_classes) of a pack without loading the images."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"training data {path} does not exist (build the pack first: snakemake --until pack)")
-    if str(path).endswith((".h5", ".hdf5")):
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            if "imgs" not in f:
-                raise ValueError(f"{path}: no 'imgs' dataset")
-            s = _check_square(path, f["imgs"].shape)
-            labels = np.asarray(f["labels"][:]) if "labels" in f else None
-            classes = int(labels.max()) + 1 if labels is not None and len(labels) else 0
-            return int(f["imgs"].shape[0]), s, classes
-    from PIL import Image
-
-    with zipfile.ZipFile(path) as zf:
-        names = sorted(n for n in zf.namelist() if n.lower().endswith(IMAGE_EXTS))
-        if not names:
-            raise ValueError(f"{path}: no images in the zip")
-        with Image.open(io.BytesIO(zf.read(names[0]))) as im:
-            s = im.size[0]
-        classes = 0
-        if "dataset.json" in zf.namelist():
-            labels = json.loads(zf.read("dataset.json")).get("labels")
-            if labels:
-                values = np.asarray([v for _, v in labels])
-                classes = int(values.max()) + 1 if values.ndim == 1 else int(values.shape[1])
-    return len(names), s, classes
+    return format_of_path(_pack_path(path)).code().probe(path)
 
 
 def open_dataset(path: str, resolution: int | None = None, max_memory_gb: float = 8.0) -> ImageData:
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"training data {path} does not exist (build the pack first: snakemake --until pack)")
-    suffix = Path(path).suffix.lower()
-    if suffix in (".h5", ".hdf5"):
-        return load_hdf5(path, resolution, max_memory_gb)
-    if suffix == ".zip":
-        return load_zip(path, resolution)
-    raise ValueError(f"{path}: unsupported training data format {suffix!r}; use the .h5 or .zip pack")
+    """The pack at ``path`` (a trainable registered format), box-downscaled to ``resolution``."""
+    loaded: PackImages = format_of_path(_pack_path(path)).code().load_for_training(path, resolution, max_memory_gb)
+    images = None if loaded.images is None else torch.from_numpy(loaded.images)
+    return ImageData(
+        path, images, loaded.labels, loaded.source_resolution, loaded.resolution, loaded.read_rows, loaded.count
+    )
 
 
 class BatchSampler:

@@ -1,0 +1,148 @@
+"""What the rule files compute from the config, as named, tested functions (rule files only wire paths).
+
+Everything here is evaluated once when Snakemake builds the DAG: the config checks that must fail before any job
+runs, the pack paths and per-format params, which pack the trainer reads, the train job's GPU request and launcher,
+and the manifests the report reads.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .ledger import STAGES
+from .pack.formats import PACK_FORMATS, training_format
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def check_config(config: dict) -> None:
+    """The checks the schema cannot express, run at DAG build so the message (naming the key) comes before any
+    job: the demo's dataset keys, the filter section, the class table options."""
+    from .demo import check_config as check_demo_config
+    from .ingest.classes import ClassesConfig
+    from .ingest.filters import check_filter_config
+
+    check_demo_config(config)
+    check_filter_config(config["filter"])
+    ClassesConfig.from_section(config["classes"])
+
+
+def output_folder(name: str) -> Callable[..., str]:
+    """A rule ``params`` function: the folder holding the rule's output ``name``. (Snakemake does not record the
+    value of function params, so a folder derived from outputs never reruns a job by itself.)"""
+
+    def folder(wildcards: Any, output: Any) -> str:
+        return str(Path(getattr(output, name)).parent)
+
+    return folder
+
+
+def input_folder(name: str) -> Callable[..., str]:
+    """A rule ``params`` function: the folder holding the rule's input ``name``."""
+
+    def folder(wildcards: Any, input: Any) -> str:
+        return str(Path(getattr(input, name)).parent)
+
+    return folder
+
+
+# ------------------------------------------------------------------------------------------------- pack
+
+
+def pack_formats() -> list[str]:
+    """Every registered pack format (one pack rule each)."""
+    return list(PACK_FORMATS)
+
+
+def pack_output(res: str, dataset_name: str, fmt: str) -> str:
+    """Where the ``fmt`` pack goes: ``RES/pack/<format>/<dataset name><suffix>``."""
+    return PACK_FORMATS[fmt].path(res, dataset_name)
+
+
+def pack_is_directory(fmt: str) -> bool:
+    return PACK_FORMATS[fmt].output == "directory"
+
+
+def pack_params(config: dict, fmt: str) -> str:
+    """Only ``fmt``'s own options as JSON (``--params``), so changing one format's settings reruns only its pack."""
+    return _canonical({fmt: config["pack"][fmt]})
+
+
+def pack_card_config(config: dict) -> str:
+    """The config sections recorded in each dataset card (what produced the pack), next to the format's options."""
+    return _canonical({k: config[k] for k in ("dataset", "normalise", "select")})
+
+
+def pack_targets(config: dict, res: str) -> list[str]:
+    """The packs and cards that ``pack.formats`` asks for."""
+    name = config["dataset"]["name"]
+    out = []
+    for fmt in config["pack"]["formats"]:
+        out += [pack_output(res, name, fmt), f"{res}/pack/cards/{fmt}.json"]
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- train
+
+
+def train_data(config: dict, res: str) -> str:
+    """The pack the trainer reads: the first trainable format listed in ``pack.formats`` (registry order: the HDF5
+    pack before the zip), else the HDF5 pack (built for training even when not listed)."""
+    fmt = training_format(config["pack"]["formats"])
+    return fmt.path(res, config["dataset"]["name"])
+
+
+def train_gpus(config: dict) -> int:
+    """GPUs the train job requests: 0 for device cpu, at least 1 for cuda, ``train.gpus`` for auto."""
+    train = config["train"]
+    return {"cpu": 0, "cuda": max(1, train["gpus"]), "auto": train["gpus"]}[train["device"]]
+
+
+def train_resources(config: dict) -> dict[str, int]:
+    """The train job's resources: ``gpu`` only when it needs any (the SLURM profile maps it to --gpus)."""
+    gpus = train_gpus(config)
+    res = {"mem_mb": config["train"]["mem_mb"], "runtime": config["train"]["runtime"]}
+    return {"gpu": gpus, **res} if gpus > 0 else res
+
+
+def train_params(config: dict) -> str:
+    """The train section minus the job-resource keys (changing mem_mb/runtime must not rerun training)."""
+    return _canonical({k: v for k, v in config["train"].items() if k not in ("mem_mb", "runtime")})
+
+
+def train_launch(config: dict) -> str:
+    """``python -m animefaces.train``, or torchrun DDP on one node (one process per GPU) for more than one GPU."""
+    gpus = train_gpus(config)
+    if gpus > 1:
+        return f"torchrun --standalone --nproc_per_node={gpus} -m animefaces.train"
+    return "python -m animefaces.train"
+
+
+# ------------------------------------------------------------------------------------------------- report
+
+
+def report_manifests(res: str, shards: list[str]) -> dict[str, list[str]]:
+    """Every stage's manifests in ``ledger.STAGES`` order (the funnel and drop sheets read the whole ledger):
+    per-shard files, ingest's unsharded file too, select's single ``all.parquet``."""
+    out: dict[str, list[str]] = {}
+    for stage in STAGES:
+        if stage == "select":
+            out[stage] = [f"{res}/select/manifests/all.parquet"]
+            continue
+        out[stage] = [f"{res}/{stage}/manifests/{shard}.parquet" for shard in shards]
+        if stage == "ingest":
+            out[stage].append(f"{res}/ingest/manifests/unsharded.parquet")
+    return out
+
+
+def report_files(manifests: dict[str, list[str]], until: str | None = None) -> list[str]:
+    """The manifest files of every stage, or of the stages up to and including ``until``."""
+    stages = list(manifests)
+    if until is not None:
+        stages = stages[: stages.index(until) + 1]
+    return [f for s in stages for f in manifests[s]]
