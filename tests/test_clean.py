@@ -111,8 +111,10 @@ def test_config_is_validated():
     assert parse_params('{"monochrome": ["low_colour"]}', "clean")["min_size"] == 64
     with pytest.raises(ConfigError, match="clean.monochrome"):
         parse_params('{"monochrome": ["sepia"]}', "clean")
-    with pytest.raises(ConfigError, match="clean.hash"):
-        parse_params('{"hash": "md5"}', "clean")
+    with pytest.raises(ConfigError, match="dedup.hash"):
+        parse_params('{"hash": "md5"}', "dedup")
+    with pytest.raises(ConfigError, match="clean"):  # the hash is dedup's choice now
+        parse_params('{"hash": "phash"}', "clean")
 
 
 def test_robustness_fixtures_all_accounted_for(shared, tmp_path, params):
@@ -143,7 +145,7 @@ def test_robustness_fixtures_all_accounted_for(shared, tmp_path, params):
     for name in ("jpg/test.jpg", "png/test.png", "jpg/test-cmyk-no-profile.jpg", "webp/Exif6.webp"):
         assert by_file[name]["status"] == "kept", (name, by_file[name]["details"])
     kept = out[out["status"] == "kept"]
-    assert str(kept["phash"].dtype) == "Int64" and kept["pixel_sha256"].str.len().eq(64).all()
+    assert str(kept["perceptual_hash"].dtype) == "Int64" and kept["pixel_sha256"].str.len().eq(64).all()
     posts = [int(i.split("_")[0]) for i in kept["item_id"]]
     assert kept["label"].tolist() == [(p - 1) % 3 for p in posts]  # crop columns carried forward
     assert kept["character"].tolist() == [f"c{(p - 1) % 3}" for p in posts]
@@ -154,7 +156,7 @@ def test_robustness_fixtures_all_accounted_for(shared, tmp_path, params):
     for name, row in kept_by.items():
         assert row["width"] >= 32 and row["height"] >= 32
         img = load_rgb(root / name)
-        assert row["phash"] == perceptual_hash(img.rgb, "phash"), name
+        assert row["perceptual_hash"] == perceptual_hash(img.rgb, "phash"), name
     drops = out[out["status"] == "dropped"]
     assert set(drops["reason"]) <= {
         "empty_file",
@@ -179,4 +181,4 @@ def test_lossless_falls_back_to_source_ext(tmp_path, params, colour_face):
     disguised.write_bytes(buf.getvalue())
     v = clean.check_image(crop, params, source=(str(disguised), "png"))
     assert v.cols["source_format"] == "JPEG" and not v.cols["lossless"]
-    assert pd.api.types.is_integer(v.cols["phash"])
+    assert pd.api.types.is_integer(v.cols["perceptual_hash"])

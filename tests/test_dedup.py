@@ -105,11 +105,18 @@ def frame(rows: list[dict]) -> pd.DataFrame:
 def test_survivor_rule_resolution_then_lossless_then_post_id():
     same = to_int64(0x0123456789ABCDEF)
     rows = [
-        {"post_id": 5, "item_id": "5_0", "phash": same, "width": 100, "height": 100, "lossless": True},
-        {"post_id": 3, "item_id": "3_0", "phash": same ^ 0b111, "width": 100, "height": 100, "lossless": False},
-        {"post_id": 9, "item_id": "9_0", "phash": same ^ 0b1, "width": 120, "height": 100, "lossless": False},
-        {"post_id": 2, "item_id": "2_1", "phash": same, "width": 50, "height": 50, "lossless": True},
-        {"post_id": 2, "item_id": "2_0", "phash": same, "width": 50, "height": 50, "lossless": True},
+        {"post_id": 5, "item_id": "5_0", "perceptual_hash": same, "width": 100, "height": 100, "lossless": True},
+        {
+            "post_id": 3,
+            "item_id": "3_0",
+            "perceptual_hash": same ^ 0b111,
+            "width": 100,
+            "height": 100,
+            "lossless": False,
+        },
+        {"post_id": 9, "item_id": "9_0", "perceptual_hash": same ^ 0b1, "width": 120, "height": 100, "lossless": False},
+        {"post_id": 2, "item_id": "2_1", "perceptual_hash": same, "width": 50, "height": 50, "lossless": True},
+        {"post_id": 2, "item_id": "2_0", "perceptual_hash": same, "width": 50, "height": 50, "lossless": True},
     ]
     df = pd.DataFrame(rows).assign(pixel_sha256=list("abcde"), file_sha256=list("vwxyz"))
     dec = find_duplicates(df, max_distance=8)
@@ -135,9 +142,9 @@ def test_nearest_survivor_does_not_chain():
     c = b ^ (0b11111 << 10)  # 5 bits from b, 10 from a
     df = frame(
         [
-            {"phash": a, "width": 300, "height": 300},
-            {"phash": b, "width": 200, "height": 200},
-            {"phash": c, "width": 100, "height": 100},
+            {"perceptual_hash": a, "width": 300, "height": 300},
+            {"perceptual_hash": b, "width": 200, "height": 200},
+            {"perceptual_hash": c, "width": 100, "height": 100},
         ]
     )
     dec = find_duplicates(df, max_distance=8)
@@ -150,9 +157,9 @@ def test_nearest_survivor_does_not_chain():
     two = (1 << 10) - 1  # 10 bits from item 0, 6 from item 1
     d = frame(
         [
-            {"phash": 0, "width": 300, "height": 300},
-            {"phash": one, "width": 200, "height": 200},
-            {"phash": two, "width": 100, "height": 100},
+            {"perceptual_hash": 0, "width": 300, "height": 300},
+            {"perceptual_hash": one, "width": 200, "height": 200},
+            {"perceptual_hash": two, "width": 100, "height": 100},
         ]
     )
     dec = find_duplicates(d, max_distance=12)
@@ -163,10 +170,14 @@ def test_nearest_survivor_does_not_chain():
 def test_exact_groups_by_pixels_or_file_bytes():
     df = frame(
         [
-            {"phash": 1, "pixel_sha256": "P", "file_sha256": "F1"},
-            {"phash": 1, "pixel_sha256": "P", "file_sha256": "F2"},  # re-encoding, same pixels
-            {"phash": 1 << 40, "pixel_sha256": "Q", "file_sha256": "F2"},  # same bytes as 1 (hash collision test)
-            {"phash": (2**62) | 7, "pixel_sha256": "R", "file_sha256": "F3"},
+            {"perceptual_hash": 1, "pixel_sha256": "P", "file_sha256": "F1"},
+            {"perceptual_hash": 1, "pixel_sha256": "P", "file_sha256": "F2"},  # re-encoding, same pixels
+            {
+                "perceptual_hash": 1 << 40,
+                "pixel_sha256": "Q",
+                "file_sha256": "F2",
+            },  # same bytes as 1 (hash collision test)
+            {"perceptual_hash": (2**62) | 7, "pixel_sha256": "R", "file_sha256": "F3"},
         ]
     )
     dec = find_duplicates(df, max_distance=0, near=False)
@@ -316,7 +327,7 @@ def test_cli_dedups_across_shards(tmp_path):
     assert allrows.loc["11_0", "shard"] == "000" and allrows.loc["21_0", "shard"] == "001"
     pairs = pd.read_parquet(res / "dedup" / "pairs.parquet")
     assert set(pairs["dropped"]) == {"11_0", "21_0", "23_0"}
-    assert perceptual_hash(base) == allrows.loc["10_0", "phash"]
+    assert perceptual_hash(base) == allrows.loc["10_0", "perceptual_hash"]
     with pytest.raises(SystemExit):
         dedup_main(["--inputs", *ins, "--outputs", outs[0], "--pairs", str(tmp_path / "p.parquet")])
 
@@ -342,7 +353,9 @@ def test_colour_variants_of_one_line_art(tmp_path):
     params = {**defaults()["clean"], "monochrome": []}
     cleaned = clean.clean_frame(_test_items(files, tmp_path), "000", params)
     kept = cleaned.set_index("item_id")
-    assert hamming([kept.loc["1_0", "phash"]], [kept.loc["2_0", "phash"]])[0] <= 8  # the hash sees one picture
+    assert (
+        hamming([kept.loc["1_0", "perceptual_hash"]], [kept.loc["2_0", "perceptual_hash"]])[0] <= 8
+    )  # the hash sees one picture
     out, pairs, _ = dedup_manifests({"000": cleaned}, defaults()["dedup"])
     status = out["000"].set_index("item_id")["status"].to_dict()
     assert status == {"1_0": "kept", "2_0": "kept", "3_0": "dropped"}  # the resized copy is still a duplicate

@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from animefaces import ledger
+from animefaces.classtable import read_classes
 from animefaces.config import validate_config
 from animefaces.ingest import core, ingest
-from animefaces.ingest.classes import ClassesConfigError, read_classes, resolve_aliases
+from animefaces.ingest.classes import ClassesConfigError, resolve_aliases
 from animefaces.ingest.filters import ORDER, FilterConfigError, RatingSchemeMismatch, check_filter_config
 from animefaces.ingest.readers import iter_records, iter_sources
 from animefaces.ingest.records import normalise

@@ -14,7 +14,8 @@ Checks, in order (the first that fails names the ledger reason):
    ``low_colour``: fewer than ``low_colour.min_colours`` distinct RGB colours (the seed's ``< 257`` test).
 
 Kept rows carry the crop columns forward and add ``width``, ``height`` (decoded), ``file_bytes``, ``file_sha256``,
-``pixel_sha256``, ``phash`` (64-bit perceptual hash as int64, algorithm in ``phash_method``), ``colour_thumb``
+``pixel_sha256``, ``perceptual_hash`` (64-bit, as int64; algorithm ``dedup.hash``, recorded in
+``perceptual_hash_method``), ``colour_thumb``
 (4 x 4 RGB block means, hex; dedup's colour check), ``source_format`` and ``lossless`` (from the *source*
 post's file: sniffed from its bytes, else ``source_ext``).
 """
@@ -33,10 +34,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .columns import carried_dtypes, na_columns, with_dtypes
-from .config import parse_params
+from .columns import carried_dtypes, int_or_none, is_missing, na_columns, str_or_none, with_dtypes
+from .config import fill_defaults, parse_params
 from .decode import ImageRejected, format_of_file, is_lossless, load_rgb
 from .dedup.hashing import colour_thumb, file_sha256, perceptual_hash, pixel_sha256
+from .idlists import read_list_file
 from .manifest import LEDGER_COLUMNS, StageRows, read_kept, write_manifest
 
 STAGE = "clean"
@@ -53,8 +55,8 @@ KEPT_COLUMNS = [
     "file_bytes",
     "file_sha256",
     "pixel_sha256",
-    "phash",
-    "phash_method",
+    "perceptual_hash",
+    "perceptual_hash_method",
     "colour_thumb",
     "source_format",
     "lossless",
@@ -66,8 +68,8 @@ KEPT_DTYPES = {
     "file_bytes": "Int64",
     "file_sha256": "string",
     "pixel_sha256": "string",
-    "phash": "Int64",
-    "phash_method": "string",
+    "perceptual_hash": "Int64",
+    "perceptual_hash_method": "string",
     "colour_thumb": "string",
     "source_format": "string",
     "lossless": "boolean",
@@ -91,13 +93,7 @@ def load_blocklist(path: str | os.PathLike[str] | None) -> Blocklist:
     bl = Blocklist()
     if not path:
         return bl
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"clean.blocklist: {p} does not exist (set clean.blocklist to '' to disable it)")
-    for line in p.read_text(encoding="utf-8").splitlines():
-        entry = line.split("#", 1)[0].strip()
-        if not entry:
-            continue
+    for _, entry in read_list_file(path, "clean.blocklist"):
         low = entry.lower()
         if len(low) == 64 and all(c in "0123456789abcdef" for c in low):
             bl.digests.add(low)
@@ -153,9 +149,12 @@ def check_image(
     blocklist: Blocklist | None = None,
     ids: tuple[str, ...] = (),
     source: tuple[str | None, str | None] = (None, None),
+    hash_method: str | None = None,
 ) -> Verdict:
     """Run every clean check on one crop file (``ids``: item id / post id for the blocklist;
-    ``source``: (source_path, source_ext) of the post it was cut from, for ``lossless``)."""
+    ``source``: (source_path, source_ext) of the post it was cut from, for ``lossless``; ``hash_method``: the
+    perceptual hash dedup compares, ``dedup.hash``, None = its schema default)."""
+    hash_method = hash_method or dedup_hash_method()
     blocklist = blocklist or Blocklist()
     for ident in ids:
         if ident and ident in blocklist.ids:
@@ -219,8 +218,8 @@ def check_image(
             "file_bytes": len(data),
             "file_sha256": fsha,
             "pixel_sha256": psha,
-            "phash": perceptual_hash(rgb, params["hash"]),
-            "phash_method": params["hash"],
+            "perceptual_hash": perceptual_hash(rgb, hash_method),
+            "perceptual_hash_method": hash_method,
             "colour_thumb": colour_thumb(rgb),
             "source_format": src_fmt,
             "lossless": _lossless(src_fmt),
@@ -228,8 +227,9 @@ def check_image(
     )
 
 
-def _str_or_none(value) -> str | None:
-    return None if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA else str(value)
+def dedup_hash_method(dedup_params: dict | None = None) -> str:
+    """The perceptual hash clean computes for dedup: ``dedup.hash`` (dedup owns the choice)."""
+    return fill_defaults(dedup_params or {}, "dedup")["hash"]
 
 
 def clean_frame(
@@ -238,6 +238,7 @@ def clean_frame(
     params: dict,
     blocklist: Blocklist | None = None,
     threads: int = 1,
+    hash_method: str | None = None,
 ) -> pd.DataFrame:
     """The clean manifest for the kept rows of a crop manifest (one output row per input row)."""
     records = items.to_dict(orient="records")
@@ -245,11 +246,11 @@ def clean_frame(
 
     def run(rec: dict) -> Verdict:
         post = rec.get("post_id")
-        post_s = None if post is None or pd.isna(post) else str(int(post))
+        post_s = None if is_missing(post) else str(int(post))
         ids = tuple(x for x in (str(rec["item_id"]), post_s) if x)
-        source = (_str_or_none(rec.get("source_path")), _str_or_none(rec.get("source_ext")))
+        source = (str_or_none(rec.get("source_path")), str_or_none(rec.get("source_ext")))
         try:
-            return check_image(rec["path"], params, blocklist, ids, source)
+            return check_image(rec["path"], params, blocklist, ids, source, hash_method)
         except ImageRejected as exc:  # pragma: no cover - check_image maps these itself
             return Verdict(exc.reason, {"error": exc.detail})
 
@@ -259,7 +260,7 @@ def clean_frame(
     empty = na_columns([c for c in [*carry, *KEPT_DTYPES] if c != "path"])
     for rec, v in zip(records, verdicts, strict=True):
         post = rec.get("post_id")
-        post_id = None if post is None or pd.isna(post) else int(post)
+        post_id = int_or_none(post)
         item = str(rec["item_id"])
         if v.reason:
             rows.dropped(post_id, item, v.reason, {"path": str(rec["path"]), **v.details}, **empty)
@@ -281,13 +282,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shard", help="shard name (default: the input file's stem)")
     ap.add_argument("--params", default="{}", help="the clean config section as JSON")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--hash", help="perceptual hash for dedup (the config's dedup.hash; default: its schema default)")
     args = ap.parse_args(argv)
     params = parse_params(args.params, STAGE)
     shard = args.shard or Path(args.input).stem
     t0 = time.perf_counter()
     blocklist = load_blocklist(params["blocklist"])
     items = read_kept(args.input)
-    frame = clean_frame(items, shard, params, blocklist, args.threads)
+    frame = clean_frame(items, shard, params, blocklist, args.threads, args.hash)
     write_manifest(frame, args.output)
     counts = frame[frame["status"] != "kept"]["reason"].value_counts().to_dict()
     summary = {"shard": shard, "in": len(items), "kept": int((frame["status"] == "kept").sum()), "dropped": counts}

@@ -8,6 +8,7 @@ columns as Python objects, and cast them with :func:`with_dtypes` to nullable ty
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -34,8 +35,21 @@ def carried_dtypes(items: pd.DataFrame, columns: Iterable[str]) -> dict[str, str
     return out
 
 
-def _is_missing(value) -> bool:
+def is_missing(value: Any) -> bool:
+    """None, pd.NA or NaN: how a manifest cell says "no value" (the one missing-value test of every stage)."""
     return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def int_or_none(value: Any) -> int | None:
+    return None if is_missing(value) else int(value)
+
+
+def str_or_none(value: Any) -> str | None:
+    return None if is_missing(value) else str(value)
+
+
+def str_or_empty(value: Any) -> str:
+    return "" if is_missing(value) else str(value)
 
 
 def with_dtypes(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
@@ -44,9 +58,9 @@ def with_dtypes(frame: pd.DataFrame, dtypes: dict[str, str]) -> pd.DataFrame:
         if col not in frame.columns:
             continue
         if dt == "Int64" and frame[col].dtype == object:
-            frame[col] = pd.array([None if _is_missing(v) else int(v) for v in frame[col]], dtype="Int64")
+            frame[col] = pd.array([None if is_missing(v) else int(v) for v in frame[col]], dtype="Int64")
         elif dt == "boolean" and frame[col].dtype == object:
-            frame[col] = pd.array([None if _is_missing(v) else bool(v) for v in frame[col]], dtype="boolean")
+            frame[col] = pd.array([None if is_missing(v) else bool(v) for v in frame[col]], dtype="boolean")
         else:
             frame[col] = frame[col].astype(dt)
     return frame

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import write_bytes
+from .columns import int_or_none, str_or_empty
 from .config import fill_defaults, parse_params
 from .decode import ImageRejected, load_rgb, read_bgr
 from .detect import Detector, Face, detector_kind, make_detector
@@ -309,10 +310,6 @@ def _clear_stale(images_dir: Path) -> None:
             p.unlink()
 
 
-def _str_or_empty(value: Any) -> str:
-    return "" if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA else str(value)
-
-
 def run_crop(
     posts: pd.DataFrame,
     shard: str,
@@ -398,7 +395,7 @@ def run_crop(
                     c["details"],
                     path=c["path"],
                     source_path=source,
-                    source_ext=_str_or_empty(ext[i]),
+                    source_ext=str_or_empty(ext[i]),
                     width=c["width"],
                     height=c["height"],
                     source_width=c["source_width"],
@@ -415,8 +412,8 @@ def run_crop(
                     padded=c["padded"],
                     detector=detector_info["detector"],
                     score=c["score"],
-                    label=None if label is None or pd.isna(label) else int(label),
-                    character=_str_or_empty(chars[i]),
+                    label=int_or_none(label),
+                    character=str_or_empty(chars[i]),
                 )
             if bar is not None:
                 bar.update(1)

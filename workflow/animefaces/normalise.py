@@ -35,7 +35,7 @@ import pandas as pd
 from PIL import Image
 
 from .atomic import write_bytes
-from .columns import carried_dtypes, na_columns, with_dtypes
+from .columns import carried_dtypes, int_or_none, na_columns, with_dtypes
 from .config import parse_params
 from .decode import ImageRejected, load_rgb
 from .manifest import LEDGER_COLUMNS, StageRows, read_kept, write_manifest
@@ -237,7 +237,7 @@ def normalise_frame(
     empty = na_columns([c for c in [*carry, *KEPT_DTYPES] if c != "path"])
     for rec, o in zip(records, outcomes, strict=True):
         post = rec.get("post_id")
-        post_id = None if post is None or pd.isna(post) else int(post)
+        post_id = int_or_none(post)
         item = str(rec["item_id"])
         if o.reason:
             rows.dropped(post_id, item, o.reason, o.details, **empty)

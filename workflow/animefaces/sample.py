@@ -28,18 +28,11 @@ import torch
 from torch import Tensor, nn
 
 from .atomic import atomic_path, write_json
+from .device import resolve_device
 from .train.monitor import save_png, tile, to_uint8
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def pick_device(setting: str) -> torch.device:
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise ValueError("sample.device is 'cuda' but no CUDA device is visible (use auto or cpu)")
-    if setting in ("cuda", "auto") and torch.cuda.is_available():
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
 def seed_latent(seed: int, z_dim: int) -> np.ndarray:
     """z for a seed: independent of batch composition and device (numpy's legacy Mersenne Twister)."""
     return np.random.RandomState(seed).randn(z_dim).astype(np.float32)
@@ -270,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.network:
             ap.error(f"{args.what} needs --network")
-        device = pick_device(cfg["device"])
+        device = resolve_device(cfg["device"], key="sample.device")
         G, meta = load_generator(args.network, device)
         print(f"generator: {args.network} ({G.resolution} px, {G.num_ws} ws, c_dim {G.c_dim}, kimg {meta.get('kimg')})")
         if args.what == "images":

@@ -32,12 +32,14 @@ import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 
 from .atomic import atomic_path
+from .classtable import read_classes
+from .columns import int_or_none, is_missing
 from .config import ConfigError, parse_params
+from .idlists import list_entries, read_list_file
 from .manifest import read_kept, to_frame, write_manifest
 
 STAGE = "select"
@@ -69,11 +71,13 @@ class ExcludeList:
 
 def parse_exclude(lines: Iterable[str], source: str = "<exclude list>") -> ExcludeList:
     """Parse exclude-file lines (``<post>_<n>`` or ``<post>``, ``#`` comments, blank lines)."""
+    return exclude_from_entries(list_entries(lines), source)
+
+
+def exclude_from_entries(entries: Iterable[tuple[int, str]], source: str) -> ExcludeList:
+    """The exclude list of ``(line number, entry)`` pairs (:mod:`animefaces.idlists`)."""
     out = ExcludeList(file=source)
-    for number, raw in enumerate(lines, start=1):
-        text = raw.split("#", 1)[0].strip()
-        if not text:
-            continue
+    for number, text in entries:
         m = _ID.match(text)
         if not m:
             raise SelectError(
@@ -90,23 +94,12 @@ def parse_exclude(lines: Iterable[str], source: str = "<exclude list>") -> Exclu
 def read_exclude(path: str | os.PathLike[str] | None) -> ExcludeList:
     if not path:
         return ExcludeList()
-    p = Path(path)
-    if not p.is_file():
-        raise SelectError(f"select.exclude_file: {p} does not exist (create it, or set the key to '' for none)")
-    with open(p, encoding="utf-8") as fh:
-        return parse_exclude(fh, str(path))
+    return exclude_from_entries(read_list_file(path, "select.exclude_file", SelectError), str(path))
 
 
 def read_class_table(path: str | os.PathLike[str] | None) -> pd.DataFrame:
-    """``classes.tsv`` as a frame with columns class_id (int), name (str), count."""
-    if path is None:
-        return pd.DataFrame({"class_id": pd.Series(dtype="int64"), "name": pd.Series(dtype="string")})
-    table = pd.read_csv(path, sep="\t", keep_default_na=False)
-    if not {"class_id", "name"} <= set(table.columns):
-        raise SelectError(f"{path}: class table needs columns class_id, name, count; found {list(table.columns)}")
-    table["class_id"] = table["class_id"].astype("int64")
-    table["name"] = table["name"].astype(str)
-    return table
+    """``classes.tsv`` (:func:`animefaces.classtable.read_classes`); errors are SelectErrors."""
+    return read_classes(path, SelectError)
 
 
 def resolve_classes(wanted: list, table: pd.DataFrame) -> set[int]:
@@ -158,7 +151,7 @@ def _exclude_drops(items: pd.DataFrame, excl: ExcludeList) -> Drops:
     for item_id, post_id in zip(items["item_id"], items["post_id"], strict=True):
         if item_id in excl.items:
             drops[item_id] = (EXCLUDED_BY_USER, {"file": excl.file, "line": excl.items[item_id], "matched": "item"})
-        elif not pd.isna(post_id) and int(post_id) in excl.posts:
+        elif not is_missing(post_id) and int(post_id) in excl.posts:
             line = excl.posts[int(post_id)]
             drops[item_id] = (EXCLUDED_BY_USER, {"file": excl.file, "line": line, "matched": "post"})
     return drops
@@ -245,7 +238,7 @@ def ledger_frame(items: pd.DataFrame, drops: Drops) -> pd.DataFrame:
     rows = []
     for row in items.itertuples(index=False):
         base = {
-            "post_id": None if pd.isna(row.post_id) else int(row.post_id),
+            "post_id": int_or_none(row.post_id),
             "item_id": row.item_id,
             "parent_id": row.item_id,
             "stage": STAGE,

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .device import resolve_device
+
 UPSCALERS: dict[str, type[Upscaler]] = {}
 
 
@@ -104,9 +106,7 @@ class TorchUpscaler(Upscaler):
                 f"upscaler {self.name!r} needs PyTorch; install torch or use normalise.upscale.backend: lanczos"
             ) from exc
         self.torch = torch
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        self.device = resolve_device(device, key="normalise.upscale.device")
         self.model = self.build()
 
     def build(self) -> Callable:

@@ -1,4 +1,5 @@
-# Cleaning (per shard): full decode of every face crop, size/monochrome/blocklist drops, hashes for dedup.
+# Cleaning (per shard): full decode of every face crop, size/monochrome/blocklist drops, hashes for dedup
+# (the perceptual hash is dedup's choice, dedup.hash: changing it reruns clean and dedup).
 # The optional blocklist file is an input, so editing it reruns clean (and everything after it).
 
 
@@ -20,6 +21,8 @@ rule clean:
         mem_mb=2000,
     params:
         cfg=section_json(config, "clean"),
+        hash=config["dedup"]["hash"],
     shell:
         "python -m animefaces.clean --shard {wildcards.shard} --input {input.manifest:q}"
-        " --output {output.manifest:q} --params {params.cfg:q} --threads {threads} > {log:q} 2>&1"
+        " --output {output.manifest:q} --params {params.cfg:q} --hash {params.hash}"
+        " --threads {threads} > {log:q} 2>&1"

@@ -25,7 +25,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from ..columns import carried_dtypes, na_columns, with_dtypes
+from ..columns import carried_dtypes, int_or_none, na_columns, with_dtypes
+from ..config import fill_defaults
 from ..manifest import DROPPED, KEPT, LEDGER_COLUMNS, StageRows
 from .hashing import as_uint64, colour_diff
 from .index import near_pairs
@@ -33,7 +34,7 @@ from .index import near_pairs
 STAGE = "dedup"
 EXACT = "exact_duplicate"
 NEAR = "near_duplicate"
-REQUIRED = ["item_id", "post_id", "width", "height", "lossless", "pixel_sha256", "file_sha256", "phash"]
+REQUIRED = ["item_id", "post_id", "width", "height", "lossless", "pixel_sha256", "file_sha256", "perceptual_hash"]
 PAIR_COLUMNS = [
     "kind",
     "distance",
@@ -119,7 +120,7 @@ def find_duplicates(
     """
     n = len(df)
     rank = priority_rank(df)
-    hashes = as_uint64(df["phash"].astype("int64").to_numpy())
+    hashes = as_uint64(df["perceptual_hash"].astype("int64").to_numpy())
 
     # 1. exact groups over both keys; the best-ranked member of each component survives
     ea, eb = [], []
@@ -217,6 +218,7 @@ def dedup_manifests(
     """Dedup the kept rows of every shard's clean manifest (``{shard: manifest}``) globally.
 
     Returns ``({shard: dedup manifest}, pairs table, summary)``."""
+    params = fill_defaults(params, "dedup")
     parts = []
     for shard, frame in frames.items():
         missing = [c for c in REQUIRED if c not in frame.columns and len(frame)]
@@ -230,17 +232,18 @@ def dedup_manifests(
             parts.append(kept)
     allk = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*LEDGER_COLUMNS, "_shard"])
     if len(allk):
-        methods = sorted(set(allk.get("phash_method", pd.Series(["phash"])).dropna().astype(str)))
-        if len(methods) > 1:
+        methods = sorted(set(allk.get("perceptual_hash_method", pd.Series([params["hash"]])).dropna().astype(str)))
+        if methods != [params["hash"]]:
             raise ValueError(
-                f"clean manifests were hashed with different methods {methods}: rerun clean for every shard"
+                f"clean manifests hold perceptual hashes {methods} but dedup.hash is {params['hash']!r}: "
+                "rerun clean for every shard"
             )
         dup = allk["item_id"][allk["item_id"].duplicated()]
         if len(dup):
             raise ValueError(f"item id {dup.iloc[0]!r} is kept in more than one clean manifest")
-    colour = float(params["max_colour_diff"]) if params.get("colour_check", True) else None
+    colour = float(params["max_colour_diff"]) if params["colour_check"] else None
     decision = (
-        find_duplicates(allk, int(params["max_distance"]), bool(params.get("near", True)), colour)
+        find_duplicates(allk, int(params["max_distance"]), bool(params["near"]), colour)
         if len(allk)
         else pd.DataFrame(columns=["status", "reason", "duplicate_of", "identical_to", "distance"])
     )
@@ -255,7 +258,7 @@ def dedup_manifests(
     twin = decision["identical_to"].to_numpy()
     dist = decision["distance"].to_numpy()
     for idx, rec in enumerate(allk.to_dict(orient="records")):
-        post_id = None if pd.isna(rec["post_id"]) else int(rec["post_id"])
+        post_id = int_or_none(rec["post_id"])
         item = str(rec["item_id"])
         target = rows[rec["_shard"]]
         if status[idx] == KEPT:

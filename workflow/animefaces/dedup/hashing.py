@@ -7,6 +7,7 @@ Parquet and pandas have no portable uint64 column. :func:`as_uint64` turns a col
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 
@@ -17,12 +18,20 @@ from PIL import Image
 HASH_BITS = 64
 _HASH_SIZE = 8  # 8 x 8 = 64 bits
 
-PERCEPTUAL_HASHES: dict[str, Callable[[Image.Image], imagehash.ImageHash]] = {
-    "phash": lambda im: imagehash.phash(im, hash_size=_HASH_SIZE),
-    "dhash": lambda im: imagehash.dhash(im, hash_size=_HASH_SIZE),
-    "whash": lambda im: imagehash.whash(im, hash_size=_HASH_SIZE),
-    "ahash": lambda im: imagehash.average_hash(im, hash_size=_HASH_SIZE),
-}
+# The registry of perceptual hashes (``dedup.hash``): name -> function of a PIL image returning 64 hash bits
+# (anything with a boolean ``.hash`` array of 8 x 8, as imagehash returns). Adding one: a
+# register_perceptual_hash line here and the name in the schema's dedup.hash enum.
+PERCEPTUAL_HASHES: dict[str, Callable[[Image.Image], imagehash.ImageHash]] = {}
+
+
+def register_perceptual_hash(name: str, fn: Callable[[Image.Image], imagehash.ImageHash]) -> None:
+    PERCEPTUAL_HASHES[name] = fn
+
+
+register_perceptual_hash("phash", functools.partial(imagehash.phash, hash_size=_HASH_SIZE))
+register_perceptual_hash("dhash", functools.partial(imagehash.dhash, hash_size=_HASH_SIZE))
+register_perceptual_hash("whash", functools.partial(imagehash.whash, hash_size=_HASH_SIZE))
+register_perceptual_hash("ahash", functools.partial(imagehash.average_hash, hash_size=_HASH_SIZE))
 
 
 def pixel_sha256(rgb: np.ndarray) -> str:

@@ -9,14 +9,13 @@ label 0 (unlabelled). The table is written as ``classes.tsv`` with columns ``cla
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
-from ..atomic import atomic_path
+from ..classtable import write_classes  # noqa: F401  (ingest.core writes the table through this module)
 
 CLASS_COLUMNS = ["class_id", "name", "count"]
 
@@ -94,16 +93,4 @@ def top_classes(counts: Counter[str], cfg: ClassesConfig) -> pd.DataFrame:
             "count": pd.Series([n for _, n in ranked], dtype="int64"),
         },
         columns=CLASS_COLUMNS,
-    )
-
-
-def write_classes(table: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    with atomic_path(path, suffix=".tsv") as tmp:
-        table.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
-
-
-def read_classes(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """``classes.tsv`` as written by ingest (class_id, name, count); label 0 (unlabelled) is not listed."""
-    return pd.read_csv(
-        path, sep="\t", dtype={"class_id": "int64", "name": "string", "count": "int64"}, keep_default_na=False
     )

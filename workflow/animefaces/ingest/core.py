@@ -473,7 +473,7 @@ class Ingestor:
                 root = self.root
                 exts = cols["file_ext"].take(take).to_pylist()
                 for i, pid, ext in zip(kept_idx.tolist(), ids[kept_idx].tolist(), exts, strict=True):
-                    paths[i] = f"{root}/original/{pid % N_BUCKETS:04d}/{pid}.{ext}"
+                    paths[i] = image_path(root, pid, ext)
             namer = self.namer
             for i, tags in zip(kept_idx.tolist(), cols["character"].take(take).to_pylist(), strict=True):
                 characters[i] = namer(tags)
@@ -575,8 +575,9 @@ class Ingestor:
         return details
 
     def _missing_details(self, ids: list[int], exts: list[str]) -> list[str]:
-        head = '{"path": "' + json.dumps(self.root)[1:-1]
-        texts = [f'{head}/original/{pid % N_BUCKETS:04d}/{pid}.{ext}"}}' for pid, ext in zip(ids, exts, strict=True)]
+        texts = [
+            '{"path": ' + json.dumps(image_path(self.root, pid, ext)) + "}" for pid, ext in zip(ids, exts, strict=True)
+        ]
         if self.mirror.rejected:
             for k, (pid, ext) in enumerate(zip(ids, exts, strict=True)):
                 why = self.mirror.rejected.get((pid, ext))

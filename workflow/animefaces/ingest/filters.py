@@ -16,6 +16,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..idlists import read_list_file
+
 ORDER = [
     "malformed_record",
     "invalid_id",
@@ -131,21 +133,13 @@ def check_filter_config(section: dict[str, Any]) -> FilterConfig:
 def read_id_list(path: str | os.PathLike[str]) -> np.ndarray:
     """Post ids from a text file: one integer per line, blank lines and ``#`` comments ignored."""
     ids: list[int] = []
-    try:
-        fh = open(path, encoding="utf-8")  # noqa: SIM115 - closed by the with below
-    except OSError as exc:
-        raise FilterConfigError(f"filter.id_list: cannot read {os.fspath(path)!r}: {exc.strerror}") from exc
-    with fh:
-        for lineno, line in enumerate(fh, 1):
-            text = line.split("#", 1)[0].strip()
-            if not text:
-                continue
-            if not (text.isascii() and text.isdigit()):
-                raise FilterConfigError(
-                    f"filter.id_list {os.fspath(path)!r} line {lineno}: {text[:40]!r} is not a post id "
-                    "(expected one non-negative integer per line)"
-                )
-            ids.append(int(text))
+    for lineno, text in read_list_file(path, "filter.id_list", FilterConfigError):
+        if not (text.isascii() and text.isdigit()):
+            raise FilterConfigError(
+                f"filter.id_list {os.fspath(path)!r} line {lineno}: {text[:40]!r} is not a post id "
+                "(expected one non-negative integer per line)"
+            )
+        ids.append(int(text))
     return np.unique(np.asarray(ids, dtype=np.int64))
 
 

@@ -32,7 +32,8 @@ _NAME = re.compile(r"\0([1-9][0-9]{0,15})\.([a-z0-9]{1,5})(?=\0|$)")
 
 
 def image_path(root: str, post_id: int, file_ext: str) -> str:
-    return os.path.join(root, "original", f"{post_id % N_BUCKETS:04d}", f"{post_id}.{file_ext}")
+    """Where a Danbooru mirror keeps a post's image: ``<root>/original/<id % 1000 as 4 digits>/<id>.<ext>``."""
+    return f"{root}/original/{post_id % N_BUCKETS:04d}/{post_id}.{file_ext}"
 
 
 def _inside(path: str, base: str) -> bool:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from .. import __version__
 from ..atomic import write_json
-from .source import UNLABELLED_NAME
+from ..classtable import UNLABELLED_NAME
 
 BLOWUP_WARN = 5.0  # warn when a pack is this many times larger than the image files it holds (TFRecord: always)
 SEED_TFRECORD_BLOWUP = 19  # what the seed project measured for its TFRecords vs its PNG set

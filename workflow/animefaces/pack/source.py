@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from .. import classtable
+from ..classtable import class_names
 from ..parallel import ordered_map
 
 DATASET_COLUMNS = ["item_id", "path", "label", "character", "sha256"]
-UNLABELLED = 0
-UNLABELLED_NAME = "(unlabelled)"
 
 
 class PackError(RuntimeError):
@@ -61,17 +61,8 @@ def load_dataset(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 
 def read_classes(path: str | os.PathLike[str] | None) -> dict[int, str]:
-    """``classes.tsv`` (columns class_id, name, count) as {class_id: name}; label 0 is always '(unlabelled)'."""
-    names: dict[int, str] = {UNLABELLED: UNLABELLED_NAME}
-    if path is None:
-        return names
-    table = pd.read_csv(path, sep="\t", dtype={"name": "string"}, keep_default_na=False)
-    for col in ("class_id", "name"):
-        if col not in table.columns:
-            raise PackError(f"{path}: class table needs columns class_id, name, count; found {list(table.columns)}")
-    for class_id, name in zip(table["class_id"], table["name"], strict=True):
-        names[int(class_id)] = str(name)
-    return names
+    """``classes.tsv`` as {class_id: name}; label 0 is always '(unlabelled)'."""
+    return class_names(classtable.read_classes(path, PackError))
 
 
 def png_rgb8_size(data: bytes) -> tuple[int, int] | None:

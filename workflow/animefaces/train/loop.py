@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..atomic import write_json
+from ..device import resolve_device
 from . import checkpoint as ckpt
 from . import monitor, presets
 from .augment import AdaController, AugmentPipe
@@ -57,16 +58,6 @@ class Logger:
     def __call__(self, msg: str) -> None:
         if self.rank == 0:
             print(msg, flush=True)
-
-
-def resolve_device(setting: str, gpus: int, local_rank: int) -> torch.device:
-    """``auto``: CUDA when visible and ``train.gpus > 0``, else CPU; ``cuda`` fails clearly without a GPU."""
-    if setting == "cuda" or (setting == "auto" and gpus > 0 and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ValueError("train.device is 'cuda' but no CUDA device is visible (set train.device: auto or cpu)")
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
 
 
 def _seed_all(seed: int) -> None:
