@@ -1,13 +1,10 @@
-"""The per-rule-family conda envs (envs/*.yaml) agree with pyproject.toml, requirements.lock and the code.
+"""The per-rule-family conda envs (envs/*.yaml) are generated from the pins in pyproject.toml and cover the code.
 
-Conda channels are unreachable here, so this is a static check (the same functions run on a temp copy to prove
-they catch drift):
-- every env is valid YAML, every package pinned exactly (conda ``=``/``==``, pip ``==``);
-- every pinned version equals the ``==`` pin in ``pyproject.toml`` [project].dependencies and requirements.lock
-  (conda names mapped to PyPI names: ``pytorch`` <-> ``torch``; ``python`` must satisfy requires-python);
-- every rule that runs something has a ``conda:`` env, and every third-party import of the modules a rule runs
-  (``python -m animefaces.X`` / ``animefaces <cmd>`` in its shell command, plus everything those import from the
-  package) is provided by that rule's env: directly, or as a dependency of a package the env pins.
+- the env files are what ``tools/gen_envs.py`` generates from pyproject.toml (pins live there only), and
+  requirements.lock (the dev venv's pip freeze) agrees with those pins;
+- every rule that runs something has a family ``conda:`` env, and every third-party import of the modules a rule
+  runs (``python -m animefaces.X`` / ``animefaces <cmd>`` in its shell command, plus everything those import from
+  the package) is provided by that family's packages: directly, or as a dependency of one of them.
 """
 
 from __future__ import annotations
@@ -17,90 +14,22 @@ import importlib.metadata
 import re
 import shutil
 import sys
-import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 import pytest
-import yaml
 from packaging.requirements import Requirement
-from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parent.parent
-FAMILIES = ("ingest", "vision", "pack", "train", "report")
-# conda-forge name -> PyPI name where they differ (everything else: same name on both sides).
-CONDA_TO_PYPI = {"pytorch": "torch", "matplotlib-base": "matplotlib", "py-opencv": "opencv-python-headless"}
-# Pinned in every env but not Python packages of pyproject: the interpreter and the installer of the pip: section.
-TOOLCHAIN = {"python", "pip"}
-SPEC_CONDA = re.compile(
-    r"^(?:[\w.-]+::)?(?P<name>[A-Za-z0-9_.-]+)\s*(?:==|=)\s*(?P<ver>[0-9][^=\s*]*)(?:=(?P<build>\S+))?$"
-)
-SPEC_PIP = re.compile(r"^(?P<name>[A-Za-z0-9_.-]+)==(?P<ver>[0-9][^\s;]*)$")
+sys.path.insert(0, str(REPO / "tools"))
+import gen_envs  # noqa: E402
+
+FAMILIES = tuple(gen_envs.FAMILIES)
 
 
 # ------------------------------------------------------------------------------------------------ pins
-@dataclass
-class Env:
-    path: Path
-    pins: dict[str, str] = field(default_factory=dict)  # canonical PyPI name -> version
-    source: dict[str, str] = field(default_factory=dict)  # canonical PyPI name -> the spec as written
-    problems: list[str] = field(default_factory=list)
-
-
-def parse_env(path: Path) -> Env:
-    env = Env(path)
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        env.problems.append(f"{path.name}: not valid YAML: {exc}")
-        return env
-    if not isinstance(doc, dict) or not isinstance(doc.get("dependencies"), list):
-        env.problems.append(f"{path.name}: needs a top-level `dependencies:` list")
-        return env
-    if not doc.get("channels"):
-        env.problems.append(f"{path.name}: no `channels:` (name conda-forge explicitly)")
-
-    def add(name: str, ver: str, spec: str) -> None:
-        key = canonicalize_name(CONDA_TO_PYPI.get(canonicalize_name(name), name))
-        if key in env.pins and env.pins[key] != ver:
-            env.problems.append(f"{path.name}: {key} pinned twice ({env.source[key]!r} and {spec!r})")
-        env.pins[key], env.source[key] = ver, spec
-
-    for dep in doc["dependencies"]:
-        if isinstance(dep, dict) and set(dep) == {"pip"}:
-            for spec in dep["pip"] or []:
-                m = SPEC_PIP.match(str(spec).strip())
-                if not m:
-                    env.problems.append(f"{path.name}: pip entry {spec!r} is not an exact `name==version` pin")
-                    continue
-                add(m["name"], m["ver"], str(spec))
-            continue
-        m = SPEC_CONDA.match(str(dep).strip())
-        if not m:
-            env.problems.append(f"{path.name}: {dep!r} is not an exact `name=version` pin")
-            continue
-        add(m["name"], m["ver"], str(dep))
-    if env.pins and "pip" not in env.pins and any(isinstance(d, dict) for d in doc["dependencies"]):
-        env.problems.append(f"{path.name}: has a pip: section but does not pin pip itself")
-    return env
-
-
-def pyproject_pins(root: Path) -> tuple[dict[str, str], str, list[str]]:
-    """[project].dependencies as {canonical name: version} (all must be ``==``), requires-python, problems."""
-    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
-    pins, problems = {}, []
-    for dep in project["dependencies"]:
-        req = Requirement(dep)
-        specs = list(req.specifier)
-        if len(specs) != 1 or specs[0].operator != "==":
-            problems.append(f"pyproject.toml: {dep!r} is not an exact == pin")
-            continue
-        pins[canonicalize_name(req.name)] = specs[0].version
-    return pins, project.get("requires-python", ""), problems
-
-
 def lock_pins(root: Path) -> dict[str, str]:
     pins = {}
     for line in (root / "requirements.lock").read_text().splitlines():
@@ -111,40 +40,23 @@ def lock_pins(root: Path) -> dict[str, str]:
     return pins
 
 
-def check_pins(root: Path) -> list[str]:
-    """Every problem with the envs' pins versus pyproject.toml and requirements.lock, one readable line each."""
-    problems: list[str] = []
-    project, requires_python, bad = pyproject_pins(root)
-    problems += bad
-    lock = lock_pins(root)
-    for name, ver in project.items():
-        if name in lock and lock[name] != ver:
-            problems.append(f"requirements.lock pins {name}=={lock[name]} but pyproject.toml says =={ver}")
-        elif name not in lock:
-            problems.append(f"requirements.lock lacks {name} (pyproject.toml pins =={ver})")
-    envs = sorted((root / "envs").glob("*.yaml"))
-    if not envs:
-        problems.append(f"no envs/*.yaml under {root}")
-    for path in envs:
-        env = parse_env(path)
-        problems += env.problems
-        for name, ver in env.pins.items():
-            where = f"envs/{path.name}: {env.source[name]!r}"
-            if name == "python":
-                if requires_python and ver not in SpecifierSet(requires_python):
-                    problems.append(f"{where} does not satisfy requires-python {requires_python!r}")
-                continue
-            if name in TOOLCHAIN:
-                continue
-            if name not in project:
-                problems.append(f"{where}: {name} is not a dependency in pyproject.toml (add it there, pinned)")
-            elif project[name] != ver:
-                problems.append(f"{where} but pyproject.toml pins {name}=={project[name]}")
-            if name in lock and lock[name] != ver:
-                problems.append(f"{where} but requirements.lock pins {name}=={lock[name]}")
-        if "python" not in env.pins:
-            problems.append(f"envs/{path.name}: python is not pinned")
-    return problems
+def test_env_files_are_generated_from_pyproject():
+    assert gen_envs.stale(REPO) == [], "run: python tools/gen_envs.py"
+
+
+def test_lock_agrees_with_pyproject():
+    lock = lock_pins(REPO)
+    assert {n: lock.get(n) for n in gen_envs.pins(REPO)} == gen_envs.pins(REPO)
+
+
+def test_a_changed_pin_makes_the_envs_using_it_stale(tmp_path):
+    shutil.copytree(REPO / "envs", tmp_path / "envs")
+    text = (REPO / "pyproject.toml").read_text()
+    assert '"h5py==' in text
+    (tmp_path / "pyproject.toml").write_text(re.sub(r'"h5py==[^"]+"', '"h5py==0.0.1"', text))
+    assert gen_envs.stale(tmp_path) == ["envs/pack.yaml", "envs/train.yaml", "envs/report.yaml"]
+    assert gen_envs.main(["--root", str(tmp_path)]) == 0 and gen_envs.stale(tmp_path) == []
+    assert "  - h5py=0.0.1\n" in (tmp_path / "envs" / "pack.yaml").read_text()
 
 
 # ------------------------------------------------------------------------------------------------ rules
@@ -340,8 +252,8 @@ def check_imports(rules: list[RuleInfo], pkg_root: Path) -> list[str]:
     for rule in rules:
         if rule.env is None or not rule.env.is_file() or not rule.modules:
             continue
-        env = parse_env(rule.env)
-        provided = set().union(*(_requirements_closure(n) for n in env.pins)) if env.pins else set()
+        packages = gen_envs.family_packages(rule.env.stem) if rule.env.stem in gen_envs.FAMILIES else []
+        provided = set().union(*(_requirements_closure(n) for n in packages)) if packages else set()
         for mod in rule.modules:
             if not module_exists(pkg_root, mod):
                 problems.append(f"rule {rule.name}: runs {mod}, which does not exist under {pkg_root}")
@@ -366,14 +278,6 @@ def repo_rules() -> list[RuleInfo]:
     return load_rules(REPO / "Snakefile", REPO)
 
 
-def test_env_files_exist_for_every_family():
-    assert sorted(p.stem for p in (REPO / "envs").glob("*.yaml")) == sorted(FAMILIES)
-
-
-def test_pins_agree_with_pyproject_and_lock():
-    assert check_pins(REPO) == []
-
-
 def test_every_rule_has_a_family_env(repo_rules):
     assert [r for r in repo_rules if r.runs_something], "the workflow has no rules that run anything"
     assert check_rules(repo_rules, REPO) == []
@@ -386,75 +290,6 @@ def test_rule_imports_are_covered_by_their_env(repo_rules):
 def test_every_family_env_is_used(repo_rules):
     used = {r.env.stem for r in repo_rules if r.env is not None}
     assert used == set(FAMILIES), f"envs used by no rule: {sorted(set(FAMILIES) - used)}"
-
-
-def test_train_env_is_a_cuda_pytorch_at_the_torch_pin():
-    env = parse_env(REPO / "envs" / "train.yaml")
-    project, _, _ = pyproject_pins(REPO)
-    assert env.pins["torch"] == project["torch"]
-    assert SPEC_CONDA.match(env.source["torch"])["build"] == "cuda*", env.source["torch"]
-
-
-# ---------------------------------------------------------------- the checker catches drift (temp copies)
-@pytest.fixture
-def pins_copy(tmp_path) -> Path:
-    shutil.copytree(REPO / "envs", tmp_path / "envs")
-    for name in ("pyproject.toml", "requirements.lock"):
-        shutil.copy(REPO / name, tmp_path / name)
-    assert check_pins(tmp_path) == []
-    return tmp_path
-
-
-def _edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, 1))
-
-
-def test_drift_in_one_env_is_reported(pins_copy):
-    _edit(pins_copy / "envs" / "vision.yaml", "pillow=11.3.0", "pillow=11.2.0")
-    problems = check_pins(pins_copy)
-    assert len(problems) == 2, problems  # against pyproject and against the lock, vision.yaml only
-    assert all("vision.yaml" in p and "pillow" in p for p in problems)
-
-
-def test_drift_in_a_pip_section_is_reported(pins_copy):
-    _edit(pins_copy / "envs" / "vision.yaml", "opencv-python-headless==4.14.0.94", "opencv-python-headless==4.13.0.92")
-    problems = check_pins(pins_copy)
-    assert problems and all("opencv-python-headless" in p for p in problems), problems
-
-
-def test_drift_in_pyproject_is_reported_for_every_env_and_the_lock(pins_copy):
-    _edit(pins_copy / "pyproject.toml", '"numpy==2.4.6"', '"numpy==2.4.5"')
-    problems = check_pins(pins_copy)
-    assert any(p.startswith("requirements.lock pins numpy==2.4.6") for p in problems), problems
-    assert {f"{f}.yaml" for f in FAMILIES} == {m for p in problems for m in re.findall(r"envs/(\w+\.yaml)", p)}
-
-
-def test_drift_in_the_lock_is_reported(pins_copy):
-    _edit(pins_copy / "requirements.lock", "h5py==3.16.0", "h5py==3.15.1")
-    problems = check_pins(pins_copy)
-    assert any("requirements.lock pins h5py==3.15.1 but pyproject.toml" in p for p in problems), problems
-    assert any("pack.yaml" in p and "h5py" in p for p in problems), problems
-
-
-def test_torch_pytorch_mapping_is_checked(pins_copy):
-    _edit(pins_copy / "envs" / "train.yaml", "pytorch=2.13.0=cuda*", "pytorch=2.12.0=cuda*")
-    assert any("pytorch=2.12.0" in p and "torch==2.13.0" in p for p in check_pins(pins_copy))
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "complaint"),
-    [
-        ("  - h5py=3.16.0", "  - h5py", "not an exact"),
-        ("  - h5py=3.16.0", "  - h5py>=3.16", "not an exact"),
-        ("  - h5py=3.16.0", "  - h5py=3.16.0\n  - scipy=1.17.1", "not a dependency in pyproject"),
-        ("  - python=3.11.7", "  - python=3.12.1", "requires-python"),
-    ],
-)
-def test_unpinned_unknown_or_wrong_python_is_reported(pins_copy, old, new, complaint):
-    _edit(pins_copy / "envs" / "pack.yaml", old, new)
-    assert any(complaint in p and "pack.yaml" in p for p in check_pins(pins_copy)), check_pins(pins_copy)
 
 
 def test_missing_import_coverage_and_missing_conda_are_reported(tmp_path):

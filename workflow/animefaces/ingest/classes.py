@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from ..classtable import write_classes  # noqa: F401  (ingest.core writes the table through this module)
+from ..config import fill_defaults
 
 CLASS_COLUMNS = ["class_id", "name", "count"]
 
@@ -48,15 +49,16 @@ class ClassesConfig:
 
     @classmethod
     def from_section(cls, section: dict[str, Any]) -> ClassesConfig:
-        aliases = section.get("aliases") or {}
+        section = fill_defaults(section, "classes")
+        aliases = section["aliases"] or {}
         for key, value in aliases.items():
             if not isinstance(value, str) or not value or any(ch.isspace() for ch in key + value):
                 raise ClassesConfigError(f"classes.aliases: {key!r}: {value!r} must map a tag name to a tag name")
         return cls(
-            top_k=int(section.get("top_k", 1000)),
+            top_k=int(section["top_k"]),
             aliases=resolve_aliases(dict(aliases)),
-            require_solo=bool(section.get("require_solo", True)),
-            min_count=int(section.get("min_count", 1)),
+            require_solo=bool(section["require_solo"]),
+            min_count=int(section["min_count"]),
         )
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..config import fill_defaults
 from ..idlists import read_list_file
 
 ORDER = [
@@ -76,6 +77,7 @@ class FilterConfig:
 def check_filter_config(section: dict[str, Any]) -> FilterConfig:
     """Validate the (schema-defaulted) ``filter`` section beyond what JSON Schema can say; raise
     FilterConfigError naming the key. Does not read the id list (see :func:`load_filter`)."""
+    section = fill_defaults(section, "filter")
     ratings = tuple(section.get("ratings") or ())
     scheme = section.get("rating_scheme")
     if scheme is not None and scheme not in SCHEMES:
@@ -123,9 +125,9 @@ def check_filter_config(section: dict[str, Any]) -> FilterConfig:
         min_width=int(section.get("min_width") or 0),
         min_height=int(section.get("min_height") or 0),
         extensions=exts,
-        drop_deleted=bool(section.get("drop_deleted", True)),
-        drop_banned=bool(section.get("drop_banned", True)),
-        drop_flagged=bool(section.get("drop_flagged", True)),
+        drop_deleted=bool(section["drop_deleted"]),
+        drop_banned=bool(section["drop_banned"]),
+        drop_flagged=bool(section["drop_flagged"]),
         id_list=section.get("id_list"),
     )
 
