@@ -429,7 +429,7 @@ def test_ingest_funnel_matches_the_ground_truth_exactly(mirror, tmp_path, repo):
 def test_the_seed_detector_finds_the_drawn_faces(mirror, shared):
     """Seed cascade (grey, equalizeHist, scaleFactor 1.1, minNeighbors 5, minSize 50): >= 80% of the drawn
     faces >= 60 px are found (IoU >= 0.3 with the recorded box), and the planted pictures behave exactly."""
-    from animefaces.demo import tune
+    import demo_tune as tune
 
     root, truth = mirror
     cascade = tune.load_cascade(shared / "cascade/lbpcascade_animeface.xml")
@@ -487,7 +487,7 @@ def test_default_demo_corpus(tmp_path, repo, shared):
     """The shipped config's corpus (300 posts): generated in well under a minute, detection as promised."""
     import time
 
-    from animefaces.demo import tune
+    import demo_tune as tune
 
     cfg = load_config(repo / "config/config.yaml")["demo"]
     t0 = time.process_time()

@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+import gen_envs  # tools/gen_envs.py (pytest's pythonpath)
 import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tools"))
-import gen_envs  # noqa: E402
 
 FAMILIES = tuple(gen_envs.FAMILIES)
 

@@ -27,7 +27,6 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +39,7 @@ from .decode import ImageRejected, format_of_file, is_lossless, load_rgb
 from .dedup.hashing import colour_thumb, file_sha256, perceptual_hash, pixel_sha256
 from .idlists import read_list_file
 from .manifest import LEDGER_COLUMNS, StageRows, read_kept, write_manifest
+from .parallel import ordered_map
 
 STAGE = "clean"
 BLOCKLISTED = "blocklisted"
@@ -254,11 +254,9 @@ def clean_frame(
         except ImageRejected as exc:  # pragma: no cover - check_image maps these itself
             return Verdict(exc.reason, {"error": exc.detail})
 
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        verdicts = list(pool.map(run, records))
     rows = StageRows(STAGE, shard)
     empty = na_columns([c for c in [*carry, *KEPT_DTYPES] if c != "path"])
-    for rec, v in zip(records, verdicts, strict=True):
+    for rec, v in zip(records, ordered_map(run, records, threads), strict=True):
         post = rec.get("post_id")
         post_id = int_or_none(post)
         item = str(rec["item_id"])

@@ -26,7 +26,6 @@ import json
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from .columns import carried_dtypes, int_or_none, na_columns, with_dtypes
 from .config import parse_params
 from .decode import ImageRejected, load_rgb
 from .manifest import LEDGER_COLUMNS, StageRows, read_kept, write_manifest
+from .parallel import ordered_map
 from .upscale import Upscaler, make_upscaler, upscale_factor
 
 STAGE = "normalise"
@@ -231,11 +231,9 @@ def normalise_frame(
             return Outcome(NORMALISE_FAILED, {"error": str(exc)})
         return normalise_one(rec["path"], dest, params, upscaler)
 
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        outcomes = list(pool.map(run, records))
     rows = StageRows(STAGE, shard)
     empty = na_columns([c for c in [*carry, *KEPT_DTYPES] if c != "path"])
-    for rec, o in zip(records, outcomes, strict=True):
+    for rec, o in zip(records, ordered_map(run, records, threads), strict=True):
         post = rec.get("post_id")
         post_id = int_or_none(post)
         item = str(rec["item_id"])

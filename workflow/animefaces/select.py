@@ -30,7 +30,6 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -41,6 +40,7 @@ from .columns import int_or_none, is_missing
 from .config import ConfigError, parse_params
 from .idlists import list_entries, read_list_file
 from .manifest import read_kept, to_frame, write_manifest
+from .parallel import ordered_map
 
 STAGE = "select"
 EXCLUDED_BY_USER = "excluded_by_user"
@@ -221,8 +221,7 @@ def _sha256(path: str) -> str | None:
 def verify_hashes(dataset: pd.DataFrame, threads: int = 1) -> None:
     """Re-hash every selected image; raise naming the first missing or changed file."""
     paths = dataset["path"].tolist()
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        actual = list(pool.map(_sha256, paths))
+    actual = ordered_map(_sha256, paths, threads)
     for item_id, path, want, got in zip(dataset["item_id"], paths, dataset["sha256"], actual, strict=True):
         if got is None:
             raise SelectError(f"item {item_id}: normalised image {path} is missing; rerun normalise for its shard")

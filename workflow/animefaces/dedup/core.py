@@ -20,8 +20,6 @@ itself dropped as a near duplicate points at the final survivor, with ``identica
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 
@@ -309,7 +307,3 @@ def dedup_manifests(
         "max_distance": int(params["max_distance"]),
     }
     return out, pairs_df, summary
-
-
-def summary_json(summary: dict) -> str:
-    return json.dumps(summary, sort_keys=True)

@@ -3,55 +3,36 @@
 The planted cases must behave exactly as ``ground_truth.json`` says, whatever ``demo.seed`` is: every drawn
 face is found (one detection per face, nothing else), the scenery has none, and in the near-duplicate group the
 source's face box is at least as large as in each copy (so dedup keeps the source). After changing the drawing
-code, run ``python -m animefaces.demo.tune --cascade resources/lbpcascade_animeface.xml`` and paste the printed
-``PLANTED_VARIANTS`` into :mod:`animefaces.demo.corpus`. Not used by the workflow (it needs OpenCV).
+code, run ``PYTHONPATH=workflow python tools/demo_tune.py --cascade resources/lbpcascade_animeface.xml`` and paste
+the printed ``PLANTED_VARIANTS`` into :mod:`animefaces.demo.corpus`. A maintainer tool, not part of the package or
+the workflow: it runs the crop stage's own detector, decoding and crop geometry with the crop section's schema
+defaults (the seed's detector), so what it checks is what the pipeline does.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import tempfile
 from collections.abc import Iterable
 
 import numpy as np
+from animefaces.config import fill_defaults
+from animefaces.crop import apply_crop, crop_box
+from animefaces.decode import ImageRejected, read_bgr
+from animefaces.demo import corpus as K
+from animefaces.detect import Detector, Face, make_detector
 
-from . import corpus as K
-
-# The seed's detector: grey -> equalizeHist -> detectMultiScale(scaleFactor=1.1, minNeighbors=5, minSize=50x50).
-SEED_DETECTOR = {"scale_factor": 1.1, "min_neighbors": 5, "min_size": 50}
+CROP_DEFAULTS = fill_defaults({}, "crop")  # the seed's detector and the default portrait crop
 # A planted near-duplicate must sit well inside dedup's defaults (pHash within 8 bits, colours within 6 levels).
 NEAR_BITS, NEAR_COLOUR = 6, 4.0
 
 
-def load_cascade(path: str):
-    import cv2
-
-    cascade = cv2.CascadeClassifier(str(path))
-    if cascade.empty():
-        raise ValueError(f"{path}: not a readable OpenCV cascade (expected lbpcascade_animeface.xml)")
-    return cascade
+def load_cascade(path: str) -> Detector:
+    """The crop stage's default detector (the seed's cascade settings) on the cascade file ``path``."""
+    return make_detector(CROP_DEFAULTS, path)
 
 
-def detect(cascade, data: bytes) -> list[tuple[int, int, int, int]]:
-    """Faces the seed's detector finds in an encoded image (decoded like the crop stage does)."""
-    import cv2
-
-    from ..decode import ImageRejected, read_bgr
-
-    try:
-        bgr = read_bgr_bytes(data, read_bgr)
-    except ImageRejected:
-        return []
-    grey = cv2.equalizeHist(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
-    p = SEED_DETECTOR
-    found = cascade.detectMultiScale(
-        grey, scaleFactor=p["scale_factor"], minNeighbors=p["min_neighbors"], minSize=(p["min_size"],) * 2
-    )
-    return [tuple(int(v) for v in f) for f in found]
-
-
-def read_bgr_bytes(data: bytes, read_bgr):
+def _bgr(data: bytes):
     """``animefaces.decode.read_bgr`` on bytes (it reads files, as the crop stage does)."""
     with tempfile.NamedTemporaryFile(suffix=".img") as fh:
         fh.write(data)
@@ -59,17 +40,23 @@ def read_bgr_bytes(data: bytes, read_bgr):
         return read_bgr(fh.name)
 
 
+def detect(detector: Detector, data: bytes) -> list[tuple[int, int, int, int]]:
+    """Face boxes the detector finds in an encoded image."""
+    try:
+        bgr = _bgr(data)
+    except ImageRejected:
+        return []
+    return [f.box() for f in detector.detect(bgr)]
+
+
 def crop_signature(data: bytes, face: tuple[int, int, int, int]) -> tuple[int, bytes]:
-    """pHash and 4x4 colour thumbnail of the crop stage's default crop (portrait: the face box grown 0.2 left
-    and right, 0.4 up, 0.2 down, then squared) of the detected ``face``."""
+    """pHash and 4x4 colour thumbnail of the crop stage's default crop (:func:`animefaces.crop.crop_box`) of the
+    detected ``face``."""
     from PIL import Image
 
-    im = Image.open(io.BytesIO(data)).convert("RGB")
-    x, y, w, h = face
-    left, right, top, bottom = x - 0.2 * w, x + 1.2 * w, y - 0.4 * h, y + 1.2 * h
-    side = max(right - left, bottom - top)
-    cx, cy = (left + right) / 2, (top + bottom) / 2
-    crop = im.crop((round(cx - side / 2), round(cy - side / 2), round(cx + side / 2), round(cy + side / 2)))
+    bgr = _bgr(data)
+    box = crop_box(Face(*face), bgr.shape[1], bgr.shape[0], CROP_DEFAULTS)
+    crop = Image.fromarray(apply_crop(bgr, box, CROP_DEFAULTS["pad_mode"], CROP_DEFAULTS["pad_value"])[:, :, ::-1])
     return K.phash(crop), crop.resize((4, 4), Image.Resampling.BOX).tobytes()
 
 
@@ -181,7 +168,7 @@ def search(cascade, max_variant: int = 60) -> tuple[dict[str, int], dict[str, li
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m animefaces.demo.tune", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="tools/demo_tune.py", description=__doc__.splitlines()[0])
     ap.add_argument("--cascade", required=True, help="lbpcascade_animeface.xml")
     ap.add_argument("--search", action="store_true", help="look for working variants of failing cases")
     args = ap.parse_args(argv)
