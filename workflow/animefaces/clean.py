@@ -33,13 +33,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .columns import carried_dtypes, int_or_none, is_missing, na_columns, str_or_none, with_dtypes
+from .columns import is_missing, str_or_none
 from .config import fill_defaults, parse_params
 from .decode import ImageRejected, format_of_file, is_lossless, load_rgb
 from .dedup.hashing import colour_thumb, file_sha256, perceptual_hash, pixel_sha256
 from .idlists import read_list_file
-from .manifest import LEDGER_COLUMNS, StageRows, read_kept, write_manifest
-from .parallel import ordered_map
+from .manifest import read_kept, write_manifest
+from .stage import carried_columns, item_manifest
 
 STAGE = "clean"
 BLOCKLISTED = "blocklisted"
@@ -241,8 +241,6 @@ def clean_frame(
     hash_method: str | None = None,
 ) -> pd.DataFrame:
     """The clean manifest for the kept rows of a crop manifest (one output row per input row)."""
-    records = items.to_dict(orient="records")
-    carry = [c for c in items.columns if c not in LEDGER_COLUMNS]
 
     def run(rec: dict) -> Verdict:
         post = rec.get("post_id")
@@ -254,20 +252,11 @@ def clean_frame(
         except ImageRejected as exc:  # pragma: no cover - check_image maps these itself
             return Verdict(exc.reason, {"error": exc.detail})
 
-    rows = StageRows(STAGE, shard)
-    empty = na_columns([c for c in [*carry, *KEPT_DTYPES] if c != "path"])
-    for rec, v in zip(records, ordered_map(run, records, threads), strict=True):
-        post = rec.get("post_id")
-        post_id = int_or_none(post)
-        item = str(rec["item_id"])
-        if v.reason:
-            rows.dropped(post_id, item, v.reason, {"path": str(rec["path"]), **v.details}, **empty)
-        else:
-            cols = {c: rec[c] for c in carry}
-            cols.update(v.cols)
-            rows.kept(post_id, item, item, v.details, **cols)
-    out = rows.frame(extra_columns=[*carry, *KEPT_COLUMNS])
-    return with_dtypes(out, {**carried_dtypes(items, carry), **KEPT_DTYPES})
+    def drop_details(rec: dict, v: Verdict) -> dict:
+        return {"path": str(rec["path"]), **v.details}
+
+    carry = carried_columns(items)
+    return item_manifest(STAGE, shard, items, run, threads, carry, KEPT_COLUMNS, KEPT_DTYPES, True, drop_details)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import write_bytes
-from .columns import int_or_none, str_or_empty
+from .columns import int_or_none, str_or_empty, with_dtypes
 from .config import fill_defaults, parse_params
 from .decode import ImageRejected, load_rgb, read_bgr
 from .detect import Detector, Face, detector_kind, make_detector
@@ -75,6 +75,15 @@ KEPT_COLUMNS = [
     "label",
     "character",
 ]
+
+_INTS = ["width", "height", "source_width", "source_height", "face_index", "label"]
+_INTS += ["box_x", "box_y", "box_w", "box_h", "crop_x", "crop_y", "crop_w", "crop_h"]
+KEPT_DTYPES = {
+    **dict.fromkeys(_INTS, "Int64"),
+    "score": "Float64",
+    "padded": "boolean",
+    **dict.fromkeys(["path", "source_path", "source_ext", "detector", "character"], "string"),
+}
 
 # ----------------------------------------------------------------------------------------------- geometry
 
@@ -435,20 +444,7 @@ def run_crop(
         len(jobs) / elapsed if elapsed > 0 else 0.0,
         threads,
     )
-    df = rows.frame(extra_columns=KEPT_COLUMNS)
-    return _typed(df)
-
-
-def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    ints = ["width", "height", "source_width", "source_height", "face_index", "label"]
-    ints += ["box_x", "box_y", "box_w", "box_h", "crop_x", "crop_y", "crop_w", "crop_h"]
-    for col in ints:
-        df[col] = df[col].astype("Int64")
-    df["score"] = df["score"].astype("Float64")
-    df["padded"] = df["padded"].astype("boolean")
-    for col in ("path", "source_path", "source_ext", "detector", "character"):
-        df[col] = df[col].astype("string")
-    return df
+    return with_dtypes(rows.frame(extra_columns=KEPT_COLUMNS), KEPT_DTYPES)
 
 
 def main(argv: list[str] | None = None) -> int:

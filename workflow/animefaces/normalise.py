@@ -34,11 +34,10 @@ import pandas as pd
 from PIL import Image
 
 from .atomic import write_bytes
-from .columns import carried_dtypes, int_or_none, na_columns, with_dtypes
 from .config import parse_params
 from .decode import ImageRejected, load_rgb
-from .manifest import LEDGER_COLUMNS, StageRows, read_kept, write_manifest
-from .parallel import ordered_map
+from .manifest import read_kept, write_manifest
+from .stage import carried_columns, item_manifest
 from .upscale import Upscaler, make_upscaler, upscale_factor
 
 STAGE = "normalise"
@@ -213,7 +212,6 @@ def normalise_frame(
     images_dir = Path(images_dir)
     images_dir.mkdir(parents=True, exist_ok=True)
     records = items.to_dict(orient="records")
-    carry = [c for c in items.columns if c not in LEDGER_COLUMNS and c not in ("path", "width", "height")]
     up = params["upscale"]
     # one backend instance per job (a torch model is loaded once), built only if some crop needs upscaling
     needs = any(
@@ -231,22 +229,11 @@ def normalise_frame(
             return Outcome(NORMALISE_FAILED, {"error": str(exc)})
         return normalise_one(rec["path"], dest, params, upscaler)
 
-    rows = StageRows(STAGE, shard)
-    empty = na_columns([c for c in [*carry, *KEPT_DTYPES] if c != "path"])
-    for rec, o in zip(records, ordered_map(run, records, threads), strict=True):
-        post = rec.get("post_id")
-        post_id = int_or_none(post)
-        item = str(rec["item_id"])
-        if o.reason:
-            rows.dropped(post_id, item, o.reason, o.details, **empty)
-        else:
-            cols = {c: rec[c] for c in carry}
-            cols.update(o.cols)
-            cols.setdefault("label", None)
-            cols.setdefault("character", "")
-            rows.kept(post_id, item, item, o.details, **cols)
-    out = rows.frame(extra_columns=[*KEPT_COLUMNS, *carry])
-    return with_dtypes(out, {**carried_dtypes(items, carry), **KEPT_DTYPES})
+    carry = carried_columns(items, replaced=("path", "width", "height"))
+    defaults = {"label": None, "character": ""}
+    return item_manifest(
+        STAGE, shard, items, run, threads, carry, KEPT_COLUMNS, KEPT_DTYPES, carry_first=False, kept_defaults=defaults
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
