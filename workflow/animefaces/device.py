@@ -12,7 +12,10 @@ def resolve_device(
 
     ``auto``: CUDA when a device is visible (and, when ``gpus`` is given, ``gpus > 0``), else CPU; ``cuda`` without
     a visible device is a ValueError naming the key. With ``local_rank`` (DDP), that GPU is selected and returned."""
-    import torch
+    try:
+        import torch
+    except ImportError as exc:  # optional in the vision env (only the learned upscalers need it)
+        raise RuntimeError(f"{key}: choosing a torch device needs PyTorch, which is not installed") from exc
 
     base, _, index = setting.partition(":")
     if base not in ("cpu", "cuda", "auto") or (index and (base != "cuda" or not index.isdigit())):
