@@ -23,9 +23,7 @@ post's file: sniffed from its bytes, else ``source_ext``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +37,7 @@ from .decode import ImageRejected, format_of_file, is_lossless, load_rgb
 from .dedup.hashing import colour_thumb, file_sha256, perceptual_hash, pixel_sha256
 from .idlists import read_list_file
 from .manifest import read_kept, write_manifest
-from .stage import carried_columns, item_manifest
+from .stage import carried_columns, item_manifest, print_summary
 
 STAGE = "clean"
 BLOCKLISTED = "blocklisted"
@@ -278,10 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     items = read_kept(args.input)
     frame = clean_frame(items, shard, params, blocklist, args.threads, args.hash)
     write_manifest(frame, args.output)
-    counts = frame[frame["status"] != "kept"]["reason"].value_counts().to_dict()
-    summary = {"shard": shard, "in": len(items), "kept": int((frame["status"] == "kept").sum()), "dropped": counts}
-    summary["seconds"] = round(time.perf_counter() - t0, 3)
-    print(json.dumps(summary, sort_keys=True), file=sys.stderr)
+    print_summary(frame, items, shard, t0)
     return 0
 
 

@@ -22,9 +22,7 @@ import argparse
 import contextlib
 import hashlib
 import io
-import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +35,7 @@ from .atomic import write_bytes
 from .config import parse_params
 from .decode import ImageRejected, load_rgb
 from .manifest import read_kept, write_manifest
-from .stage import carried_columns, item_manifest
+from .stage import carried_columns, item_manifest, print_summary
 from .upscale import Upscaler, make_upscaler, upscale_factor
 
 STAGE = "normalise"
@@ -254,10 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     items = read_kept(args.input)
     frame = normalise_frame(items, shard, params, args.images, args.threads)
     write_manifest(frame, args.output)
-    dropped = frame[frame["status"] != "kept"]["reason"].value_counts().to_dict()
-    summary = {"shard": shard, "in": len(items), "kept": int((frame["status"] == "kept").sum()), "dropped": dropped}
-    summary["seconds"] = round(time.perf_counter() - t0, 3)
-    print(json.dumps(summary, sort_keys=True), file=sys.stderr)
+    print_summary(frame, items, shard, t0)
     return 0
 
 

@@ -5,6 +5,9 @@ input's stage columns forward plus the stage's own, dropped rows with empty stag
 
 from __future__ import annotations
 
+import json
+import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -64,3 +67,11 @@ def item_manifest(
     order = [*carry, *kept_columns] if carry_first else [*kept_columns, *carry]
     out = rows.frame(extra_columns=order)
     return with_dtypes(out, {**carried_dtypes(items, carry), **kept_dtypes})
+
+
+def print_summary(frame: pd.DataFrame, items: pd.DataFrame, shard: str, t0: float) -> None:
+    """One JSON line on stderr (the job's log): items in, kept, drops by reason, seconds since ``t0``."""
+    dropped = frame[frame["status"] != "kept"]["reason"].value_counts().to_dict()
+    summary = {"shard": shard, "in": len(items), "kept": int((frame["status"] == "kept").sum()), "dropped": dropped}
+    summary["seconds"] = round(time.perf_counter() - t0, 3)
+    print(json.dumps(summary, sort_keys=True), file=sys.stderr)
