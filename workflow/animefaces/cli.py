@@ -17,6 +17,7 @@ COMMANDS = {
     "pack": "animefaces.pack",
     "train": "animefaces.train",
     "sample": "animefaces.sample",
+    "metrics": "animefaces.metrics",
     "report": "animefaces.report",
     "funnel": "animefaces.ledger",
 }

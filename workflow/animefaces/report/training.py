@@ -18,7 +18,15 @@ from .images import hstack, save_png, with_title
 X_KEYS = ["kimg", "step", "tick", "epoch"]  # the first present is the x axis
 NOT_METRICS = {"kimg", "step", "tick", "epoch", "time", "time_s", "timestamp", "wall_time", "seed"}
 # Metrics sharing a prefix share a panel (the losses together, the discriminator's mean outputs together).
-PANEL_GROUPS = [("loss", "losses"), ("D_", "discriminator outputs")]
+# Quality metrics (train.metrics): one panel each, the KID's subset spread with it; the proxy labelled as such.
+PANEL_GROUPS = [
+    ("loss", "losses"),
+    ("D_", "discriminator outputs"),
+    ("fid", "FID (Inception)"),
+    ("kid", "KID (Inception)"),
+    ("rand-fd", "rand-fd (offline proxy, not FID)"),
+    ("rand-kid", "rand-kid (offline proxy, not KID)"),
+]
 
 
 def read_metrics(path: str | os.PathLike[str]) -> pd.DataFrame:

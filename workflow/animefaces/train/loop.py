@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from ..atomic import write_json
 from ..device import resolve_device
+from ..metrics.training import TrainingMetrics
 from . import checkpoint as ckpt
 from . import monitor, presets
 from .augment import AdaController, AugmentPipe
@@ -175,6 +176,7 @@ class Trainer:
         self.grid_z = torch.randn(n_grid, cfg["z_dim"], generator=gen).to(self.device)
         self.grid_idx = torch.randint(len(self.data), (n_grid,), generator=gen)
         self.grid_c = self.data.labels_for(self.grid_idx, cfg["c_dim"]).to(self.device)
+        self.quality = TrainingMetrics.from_config(cfg, self.data, self.device, self.rank, self.log)
 
     # ---------------------------------------------------------------------------------------------- setup
     def _setup_backends(self) -> None:
@@ -502,6 +504,7 @@ class Trainer:
             c.train_time += tick_time
             c.tick += 1
             row = self._tick_row(stats, tick_time)
+            row.update(self.quality.at_tick(c.tick, done, self.G_ema))  # opt-in FID/KID/proxy (train.metrics)
             c.tick_start_nimg = c.nimg
             stats = {}
             self.history.append(row)
