@@ -76,6 +76,14 @@ def test_trace_sqrt_product_agrees_with_the_eigenvalues_of_the_product():
     )
 
 
+def test_fd_with_fewer_images_than_dimensions_matches_the_covariance_route():
+    rng = np.random.RandomState(7)
+    x, y = rng.standard_normal((30, 64)) * 2, rng.standard_normal((45, 64)) + 0.5
+    low_rank = frechet_distance_features(x, y)  # n < d: the nuclear-norm route
+    full = frechet_distance(fit_gaussian(x), fit_gaussian(y))  # the d x d eigen route
+    assert low_rank == pytest.approx(full, rel=1e-8)
+
+
 def test_fd_from_samples_converges_to_the_gaussians_distance():
     rng = np.random.RandomState(3)
     s1, s2 = random_spd(rng, 3), random_spd(rng, 3)
@@ -121,6 +129,8 @@ def test_kid_subsets_are_reproducible():
     x, y = rng.standard_normal((300, 4)), rng.standard_normal((250, 4))
     assert kernel_distance(x, y, 20, 100, seed=3) == kernel_distance(x, y, 20, 100, seed=3)
     assert kernel_distance(x, y, 20, 100, seed=3)[1] > 0  # real subsets differ
+    # the whole-kernel-matrix path and the per-subset path give the same numbers
+    assert kernel_distance(x, y, 20, 100, seed=3) == pytest.approx(kernel_distance(x, y, 20, 100, 3, 0), rel=1e-10)
 
 
 # ------------------------------------------------------------------------------------------------ proxy features
@@ -330,5 +340,15 @@ def test_training_logs_proxy_metrics_without_changing_training(tmp_path, capsys)
     assert r["kimg"] == pytest.approx(0.048) and r["resolution"] == 16
     assert r["rand-fd"] == pytest.approx(rows[-1]["rand-fd"], rel=1e-9)
     assert r["rand-kid"] == pytest.approx(rows[-1]["rand-kid"], rel=1e-9)
-    assert metrics_cli.main([str(snaps[0][1]), "--real", str(pack), "--num-fake", "16", "--json", "-"]) == 0
+    argv = [str(snaps[0][1]), "--real", str(pack), "--num-fake", "16", "--num-real", "16", "--json", "-"]
+    assert metrics_cli.main(argv) == 0
     assert json.loads(capsys.readouterr().out.splitlines()[-1])["rand-fd"] == pytest.approx(r["rand-fd"], rel=1e-6)
+
+
+def test_report_gives_quality_metrics_their_own_labelled_panels():
+    from animefaces.report import training
+
+    layout = dict(training.panels(["loss_G", "rand-fd", "rand-kid", "rand-kid_std", "fid", "kid", "kid_std"]))
+    assert layout["rand-fd (offline proxy, not FID)"] == ["rand-fd"]
+    assert layout["rand-kid (offline proxy, not KID)"] == ["rand-kid", "rand-kid_std"]
+    assert layout["FID (Inception)"] == ["fid"] and layout["KID (Inception)"] == ["kid", "kid_std"]

@@ -165,7 +165,7 @@ def evaluate(
         if resolution not in (None, G.resolution):
             raise ValueError(f"{fake} generates {G.resolution} px images; resolution={resolution} cannot be used")
         fake_images = generate_images(G, num_fake, seed=seed, psi=psi, device=device)
-        info.update(fake=str(fake), kimg=meta.get("kimg"), psi=psi)
+        info.update(fake=str(fake), kimg=network_kimg(fake, meta), psi=psi)
     else:
         fake_images = load_images(fake, num_fake, seed, resolution)
         info["fake"] = str(fake)
@@ -203,8 +203,14 @@ def _resize(images: np.ndarray, resolution: int) -> np.ndarray:
     return to_resolution(images, resolution)
 
 
-def snapshot_kimg(path: str | os.PathLike[str]) -> float | None:
-    """kimg from a ``snapshot-<kimg>.pt`` file name (None for other names)."""
+def network_kimg(path: str | os.PathLike[str], meta: dict[str, Any]) -> float | None:
+    """Training progress of a network file: ``kimg`` (network-final.pt), the counters' images shown (snapshots),
+    else the ``snapshot-<kimg>.pt`` file name; None when none of these is there."""
+    if meta.get("kimg") is not None:
+        return float(meta["kimg"])
+    counters = meta.get("counters")
+    if isinstance(counters, dict) and "nimg" in counters:
+        return int(counters["nimg"]) / 1000
     stem = Path(path).stem
     if stem.startswith("snapshot-"):
         try:

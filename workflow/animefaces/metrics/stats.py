@@ -69,13 +69,42 @@ def frechet_distance(a: Gaussian, b: Gaussian) -> float:
 
 
 def frechet_distance_features(x: np.ndarray, y: np.ndarray) -> float:
-    return frechet_distance(fit_gaussian(x), fit_gaussian(y))
+    """Fréchet distance between the Gaussians fitted to two feature sets [n1, d], [n2, d].
+
+    With fewer images than dimensions (e.g. a few hundred images, 2048 Inception features) the d x d route costs
+    two d^3 eigen-decompositions for matrices of rank < n. Then the same value comes from the data matrices:
+    with A = (X - mean)^T / sqrt(n1 - 1) and B likewise (so S1 = A A^T, S2 = B B^T), S1 S2 = P Q with P = A,
+    Q = A^T B B^T; PQ and QP have the same non-zero eigenvalues, and QP = (A^T B)(A^T B)^T, whose eigenvalues are
+    the squared singular values of the n1 x n2 matrix A^T B; hence tr((S1 S2)^(1/2)) = the sum of the singular
+    values of A^T B (its nuclear norm), and tr(S1) = |A|_F^2, tr(S2) = |B|_F^2. Used when max(n1, n2) < d;
+    both routes are tested to agree.
+    """
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    if x.ndim != 2 or y.ndim != 2 or min(x.shape[0], y.shape[0]) < 2:
+        raise ValueError(f"need [n, d] feature matrices with n >= 2, got shapes {x.shape} and {y.shape}")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"feature dimensions differ: {x.shape[1]} vs {y.shape[1]}")
+    if max(x.shape[0], y.shape[0]) >= x.shape[1]:
+        return frechet_distance(fit_gaussian(x), fit_gaussian(y))
+    a = (x - x.mean(axis=0)) / np.sqrt(x.shape[0] - 1)
+    b = (y - y.mean(axis=0)) / np.sqrt(y.shape[0] - 1)
+    diff = x.mean(axis=0) - y.mean(axis=0)
+    nuclear = np.linalg.svd(a @ b.T, compute_uv=False).sum()
+    value = diff @ diff + np.sum(a * a) + np.sum(b * b) - 2 * nuclear
+    return float(max(value, 0.0))
 
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """k(x, y) = (x.y / d + 1)^3 for all pairs of rows: [n, d] x [m, d] -> [n, m]."""
     d = x.shape[1]
     return (x @ y.T / d + 1.0) ** 3
+
+
+def _mmd2_from_blocks(kxx: np.ndarray, kyy: np.ndarray, kxy: np.ndarray) -> float:
+    n = kxx.shape[0]
+    off = n * (n - 1)
+    return float((kxx.sum() - np.trace(kxx)) / off + (kyy.sum() - np.trace(kyy)) / off - 2 * kxy.mean())
 
 
 def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
@@ -86,28 +115,45 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     n = x.shape[0]
     if y.shape[0] != n or n < 2:
         raise ValueError(f"need two sets of the same size >= 2, got {x.shape[0]} and {y.shape[0]}")
-    kxx, kyy, kxy = polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y)
-    off = n * (n - 1)
-    return float((kxx.sum() - np.trace(kxx)) / off + (kyy.sum() - np.trace(kyy)) / off - 2 * kxy.mean())
+    return _mmd2_from_blocks(polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y))
+
+
+GRAM_BYTES = 512 * 2**20
 
 
 def kernel_distance(
-    x: np.ndarray, y: np.ndarray, num_subsets: int = 100, subset_size: int = 1000, seed: int = 0
+    x: np.ndarray,
+    y: np.ndarray,
+    num_subsets: int = 100,
+    subset_size: int = 1000,
+    seed: int = 0,
+    max_gram_bytes: int = GRAM_BYTES,
 ) -> tuple[float, float]:
     """KID: (mean, std) of ``mmd2_unbiased`` over ``num_subsets`` random subsets of ``min(subset_size, n_x, n_y)``
-    rows drawn without replacement from each set (numpy ``RandomState(seed)``: reproducible)."""
+    rows drawn without replacement from each set (numpy ``RandomState(seed)``: reproducible).
+
+    Cost: when the kernel matrix of all n_x + n_y rows fits in ``max_gram_bytes`` it is computed once and the
+    subsets index into it ((n_x + n_y)^2 d work instead of 3 num_subsets m^2 d: 12x less for 2 x 2000 images
+    and 100 subsets of 1000); the values are the same. When the subsets are the whole sets, one evaluation.
+    """
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
     if x.shape[1] != y.shape[1]:
         raise ValueError(f"feature dimensions differ: {x.shape[1]} vs {y.shape[1]}")
-    m = min(subset_size, x.shape[0], y.shape[0])
+    nx, ny = x.shape[0], y.shape[0]
+    m = min(subset_size, nx, ny)
     if m < 2:
-        raise ValueError(f"KID needs at least 2 images in each set, got {x.shape[0]} and {y.shape[0]}")
+        raise ValueError(f"KID needs at least 2 images in each set, got {nx} and {ny}")
+    if m == nx == ny:  # every subset is the whole set (in some order): one value, no spread
+        return mmd2_unbiased(x, y), 0.0
     rng = np.random.RandomState(seed)
-    values = np.array(
-        [
-            mmd2_unbiased(x[rng.choice(x.shape[0], m, replace=False)], y[rng.choice(y.shape[0], m, replace=False)])
-            for _ in range(num_subsets)
+    draws = [(rng.choice(nx, m, replace=False), rng.choice(ny, m, replace=False)) for _ in range(num_subsets)]
+    if (nx + ny) ** 2 * 8 <= max_gram_bytes:
+        k = polynomial_kernel(np.concatenate([x, y]), np.concatenate([x, y]))
+        values = [
+            _mmd2_from_blocks(k[np.ix_(ix, ix)], k[np.ix_(iy + nx, iy + nx)], k[np.ix_(ix, iy + nx)])
+            for ix, iy in draws
         ]
-    )
-    return float(values.mean()), float(values.std())
+    else:
+        values = [mmd2_unbiased(x[ix], y[iy]) for ix, iy in draws]
+    return float(np.mean(values)), float(np.std(values))
