@@ -316,6 +316,7 @@ def test_training_logs_proxy_metrics_without_changing_training(tmp_path, capsys)
     from animefaces.config import parse_params
     from animefaces.train import checkpoint as ckpt
     from animefaces.train.loop import train
+    from animefaces.train.runs import run_folder
 
     threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
     pack = write_h5(tmp_path / "pack.h5", blob_images(24, 32), np.zeros(24, np.int64))
@@ -335,7 +336,7 @@ def test_training_logs_proxy_metrics_without_changing_training(tmp_path, capsys)
     assert all(torch.equal(a[k], b[k]) for k in a)  # metrics never touch the training RNG streams
 
     # the same value from the stand-alone API on the last snapshot against the pack (same seeds, same subset)
-    snaps = ckpt.list_snapshots(tmp_path / "measured" / "snapshots")
+    snaps = ckpt.list_snapshots(run_folder(tmp_path / "measured") / "snapshots")
     r = evaluate(snaps[0][1], pack, ["rand-fd", "rand-kid"], num_fake=16, num_real=16)
     assert r["kimg"] == pytest.approx(0.048) and r["resolution"] == 16
     assert r["rand-fd"] == pytest.approx(rows[-1]["rand-fd"], rel=1e-9)
