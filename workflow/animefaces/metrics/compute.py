@@ -153,6 +153,8 @@ def evaluate(
     (for snapshots), ``num_real``, ``num_fake``, ``resolution``, ``seconds`` and the extractors' descriptions.
     """
     t0 = time.perf_counter()
+    if not metrics:
+        raise ValueError("no metrics asked for; choose from " + ", ".join(sorted(METRICS)))
     groups = _by_extractor(list(metrics))
     info: dict[str, Any] = {}
     if isinstance(fake, np.ndarray):
