@@ -166,3 +166,49 @@ def test_workflow_dry_runs_with_profile(name, tmp_path):
         timeout=300,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- train.nodes > 1: one job over several nodes
+MULTI_NODE = {"train": {"nodes": 2, "gpus": 4, "device": "auto", "threads": 8, "preset": "auto", "kimg": None}}
+
+
+def test_plugin_turns_train_nodes_into_one_multi_node_job():
+    """train.nodes: 2, gpus: 4 -> one sbatch job over 2 nodes, one task (the per-node torchrun launcher) per node,
+    4 GPUs per node requested per node (--gres), no --gpus total and no --ntasks-per-gpu."""
+    (train,) = [r for r in load_rules(REPO / "Snakefile", REPO, MULTI_NODE) if r.name == "train"]
+    res = train.resources
+    assert res["nodes"] == 2 and res["tasks"] == 2 and res["gres"] == "gpu:4" and "gpu" not in res
+    cmd = sbatch("train", 8, res)
+    assert " --nodes=2" in cmd and " --ntasks=2" in cmd and "--gres=gpu:4" in cmd and "--cpus-per-task=8" in cmd
+    assert "--gpus" not in cmd and "--ntasks-per-gpu" not in cmd
+    assert f"--mem {res['mem_mb']}" in cmd and f"-t {res['runtime']}" in cmd
+    # the plugin's job step runs the command of an `mpi` job as it is (the command's own srun places the tasks)
+    # instead of inside a one-task `srun -n1 --nodes=1`
+    assert "mpi" in res
+
+
+def test_slurm_dry_run_shows_the_multi_node_train_job(tmp_path):
+    cfg = tmp_path / "nodes.yaml"
+    cfg.write_text(yaml.safe_dump(MULTI_NODE))
+    target = "results/demo/train/network-final.pt"
+    out = subprocess.run(
+        [sys.executable, "-m", "snakemake", target, "-n", "--profile", str(PROFILES / "slurm"), "--configfile", cfg],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    job = out.stdout.split("rule train:")[1].split("Job stats")[0]
+    resources = dict(kv.split("=", 1) for kv in job.split("resources: ")[1].splitlines()[0].split(", "))
+    assert {k: resources[k] for k in ("nodes", "tasks", "gres", "mpi")} == {
+        "nodes": "2",
+        "tasks": "2",
+        "gres": "gpu:4",
+        "mpi": "srun",
+    }
+    assert "gpu" not in resources
+    shell = job.split("Shell command: ")[1]
+    assert shell.startswith("srun --nodes=2 --ntasks=2 --ntasks-per-node=1 --cpus-per-task=8 --kill-on-bad-exit=1")
+    assert "--gres=gpu:4 torchrun --nnodes=2 --nproc_per_node=4 --rdzv_backend=c10d" in shell
+    assert '--rdzv_endpoint="$(hostname)"' in shell and "-m animefaces.train --data" in shell

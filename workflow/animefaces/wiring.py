@@ -103,11 +103,13 @@ def train_gpus(config: dict) -> int:
     return {"cpu": 0, "cuda": max(1, train["gpus"]), "auto": train["gpus"]}[train["device"]]
 
 
-def train_resources(config: dict) -> dict[str, int]:
-    """The train job's resources: ``gpu`` only when it needs any (the SLURM profile maps it to --gpus)."""
-    gpus = train_gpus(config)
+def train_resources(config: dict) -> dict[str, Any]:
+    """The train job's resources: ``gpu`` only when it needs any (the SLURM profile maps it to --gpus); for
+    ``train.nodes > 1`` the multi-node request of :func:`animefaces.train.launch.job_resources` instead."""
+    from .train.launch import job_resources
+
     res = {"mem_mb": config["train"]["mem_mb"], "runtime": config["train"]["runtime"]}
-    return {"gpu": gpus, **res} if gpus > 0 else res
+    return {**job_resources(config["train"]["nodes"], train_gpus(config)), **res}
 
 
 def train_params(config: dict) -> str:
@@ -116,11 +118,11 @@ def train_params(config: dict) -> str:
 
 
 def train_launch(config: dict) -> str:
-    """``python -m animefaces.train``, or torchrun DDP on one node (one process per GPU) for more than one GPU."""
-    gpus = train_gpus(config)
-    if gpus > 1:
-        return f"torchrun --standalone --nproc_per_node={gpus} -m animefaces.train"
-    return "python -m animefaces.train"
+    """``python -m animefaces.train``, torchrun DDP on one node (one process per GPU) for more than one GPU, or
+    srun + one torchrun per node for ``train.nodes > 1`` (:func:`animefaces.train.launch.launch_command`)."""
+    from .train.launch import launch_command
+
+    return launch_command(config["train"]["nodes"], train_gpus(config), config["train"]["threads"] or 4)
 
 
 # ------------------------------------------------------------------------------------------------- report
