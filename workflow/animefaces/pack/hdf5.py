@@ -128,15 +128,26 @@ def load_for_training(
 
 
 class _RowReader:
-    """Rows of a large pack on demand (sorted unique indices: fancy indexing on the chunked dataset)."""
+    """Rows of a large pack on demand (sorted unique indices): each run of consecutive rows is one hyperslab
+    ``read_direct`` (h5py fancy indexing, ``ds[rows]``, costs ~50x more per image on the chunked pack: the loader
+    benchmark in BENCHMARKS.md). Picklable and fork-safe: each process (trainer, loader workers) opens its own
+    handle (one inherited across fork would share the parent's file offset)."""
 
     def __init__(self, path: str, factor: int) -> None:
-        self.path, self.factor, self._h5 = path, factor, None
+        self.path, self.factor, self._h5, self._pid = path, factor, None, -1
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_h5": None, "_pid": -1}
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
-        if self._h5 is None:
-            self._h5 = h5py.File(self.path, "r")
-        return box_downscale(self._h5["imgs"][rows], self.factor)
+        if self._h5 is None or self._pid != os.getpid():
+            self._h5, self._pid = h5py.File(self.path, "r"), os.getpid()
+        ds = self._h5["imgs"]
+        block = np.empty((len(rows), *ds.shape[1:]), dtype=np.uint8)
+        starts = np.flatnonzero(np.diff(rows, prepend=-2) != 1)  # where a run of consecutive rows begins
+        for a, b in zip(starts, [*starts[1:], len(rows)], strict=True):
+            ds.read_direct(block, np.s_[rows[a] : rows[b - 1] + 1], np.s_[a:b])
+        return box_downscale(block, self.factor)
 
 
 def probe(path: str) -> tuple[int, int, int]:

@@ -115,8 +115,52 @@ def _image_names(zf: zipfile.ZipFile, path: str) -> list[str]:
     return names
 
 
-def load_for_training(path: str, resolution: int | None = None, max_memory_gb: float = 8.0) -> PackImages:
-    """A stylegan2-ada zip in memory: every image file (sorted by name), labels from ``dataset.json`` if present."""
+def _decode_chw(data: bytes, where: str, size: int | None = None) -> np.ndarray:
+    """One image file's bytes -> uint8 ``3 x S x S``; square, and ``size`` x ``size`` when given."""
+    with Image.open(io.BytesIO(data)) as im:
+        arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    if arr.shape[0] != arr.shape[1] or (size is not None and arr.shape[0] != size):
+        raise ValueError(f"{where} is {arr.shape[1]}x{arr.shape[0]}; all images must be square, same size")
+    return arr.transpose(2, 0, 1)
+
+
+class _ZipRows:
+    """Images ``names[rows]`` decoded and box-downscaled on demand. Picklable and fork-safe: each process (trainer,
+    loader workers) opens its own zip handle (one inherited across fork would share the parent's file offset)."""
+
+    def __init__(self, path: str, names: list[str], size: int, factor: int) -> None:
+        self.path, self.names, self.size, self.factor = path, names, size, factor
+        self._zf: zipfile.ZipFile | None = None
+        self._pid = -1
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_zf": None, "_pid": -1}
+
+    def close(self) -> None:
+        if self._zf is not None and self._pid == os.getpid():
+            self._zf.close()
+        self._zf = None
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        if self._zf is None or self._pid != os.getpid():
+            self._zf, self._pid = zipfile.ZipFile(self.path), os.getpid()
+        out = np.empty((len(rows), 3, self.size, self.size), dtype=np.uint8)
+        for k, i in enumerate(np.asarray(rows).tolist()):
+            out[k] = _decode_chw(self._zf.read(self.names[i]), f"{self.path}: {self.names[i]}", self.size)
+        return box_downscale(out, self.factor)
+
+
+def load_for_training(
+    path: str, resolution: int | None = None, max_memory_gb: float = 8.0, threads: int = 4
+) -> PackImages:
+    """A stylegan2-ada zip: every image file (sorted by name), labels from ``dataset.json`` if present.
+
+    Decoded into memory (``threads`` decoding in parallel: PIL releases the GIL) when the images need at most
+    ``max_memory_gb`` GiB at the training resolution, else decoded per batch (``read_rows``, in the loader's
+    worker processes).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     with zipfile.ZipFile(path) as zf:
         names = _image_names(zf, path)
         label_map: dict | None = None
@@ -124,26 +168,30 @@ def load_for_training(path: str, resolution: int | None = None, max_memory_gb: f
             meta = json.loads(zf.read("dataset.json"))
             if meta.get("labels") is not None:
                 label_map = {name: value for name, value in meta["labels"]}
-        arrays = []
-        src = None
-        for name in names:
-            with Image.open(io.BytesIO(zf.read(name))) as im:
-                arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-            if arr.shape[0] != arr.shape[1] or (src is not None and arr.shape[0] != src):
-                raise ValueError(
-                    f"{path}: {name} is {arr.shape[1]}x{arr.shape[0]}; all images must be square, same size"
-                )
-            src = arr.shape[0]
-            arrays.append(arr.transpose(2, 0, 1))
-    assert src is not None
+        src = _decode_chw(zf.read(names[0]), f"{path}: {names[0]}").shape[1]
     res = resolution or src
-    images = box_downscale(np.stack(arrays), src // res)
     labels = None
     if label_map is not None:
         missing = [n for n in names if n not in label_map]
         if missing:
             raise ValueError(f"{path}: dataset.json has no label for {missing[0]} ({len(missing)} images)")
         labels = np.asarray([label_map[n] for n in names])
+    if len(names) * 3 * res * res > max_memory_gb * 2**30:
+        return PackImages(len(names), src, res, labels, read_rows=_ZipRows(path, names, src, src // res))
+    images = np.empty((len(names), 3, res, res), dtype=np.uint8)
+    chunks = [np.arange(i, min(i + 64, len(names))) for i in range(0, len(names), 64)]
+    threads = max(1, min(threads, len(chunks)))
+
+    def fill(part: list[np.ndarray]) -> None:
+        reader = _ZipRows(path, names, src, src // res)  # one zip handle per thread
+        try:
+            for rows in part:
+                images[rows[0] : rows[-1] + 1] = reader(rows)
+        finally:
+            reader.close()
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(fill, [chunks[t::threads] for t in range(threads)]))
     return PackImages(len(names), src, res, labels, images=images)
 
 

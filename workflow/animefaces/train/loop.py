@@ -37,6 +37,7 @@ from . import checkpoint as ckpt
 from . import monitor, presets
 from .augment import AdaController, AugmentPipe
 from .data import BatchSampler, ImageData, open_dataset, probe, to_float
+from .loader import BatchLoader
 from .losses import StyleGAN2Loss
 from .networks import build_networks
 
@@ -113,14 +114,9 @@ class Trainer:
             f" -> training at {cfg['resolution']} px{'' if self.data.in_memory else ' (read from disk per batch)'}"
             f", {self.data.num_classes} classes, conditional: {bool(cfg['c_dim'])}"
         )
-        self.images_dev = None
-        if self.data.in_memory and self.device.type == "cuda":
-            free, _total = torch.cuda.mem_get_info(self.device)
-            if self.data.images.numel() < 0.25 * free:
-                self.images_dev = self.data.images.to(self.device)
-            else:
-                self.data.images = self.data.images.pin_memory()
         self.sampler = BatchSampler(len(self.data), cfg["seed"], self.rank, self.world, cfg["mirror"])
+        self.batches = BatchLoader(self.data, self.sampler, self.batch_gpu, self.device, cfg.get("loader_workers"))
+        self.log(self.batches.describe())
 
         arch = presets.arch_of(cfg)
         self.G, self.D = build_networks(arch)
@@ -267,6 +263,7 @@ class Trainer:
             rng = rngs[self.rank]
             ckpt.restore_rng(rng)
             self.sampler.load_state_dict(rng["sampler"])
+            self.batches.restart()
             if self.ada and rng.get("ada"):
                 self.ada.load_state_dict(rng["ada"])
             if rng.get("pl_mean") is not None:
@@ -297,11 +294,7 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------------------- steps
     def _next_batch(self) -> tuple[Tensor, Tensor]:
-        idx, flips = self.sampler.next(self.batch_gpu)
-        if self.images_dev is not None:
-            imgs = self.images_dev.index_select(0, idx.to(self.device))
-        else:
-            imgs = self.data.get(idx).to(self.device, non_blocking=True)
+        imgs, flips, idx = self.batches.next()  # uint8 on the device; converted and flipped there
         real = to_float(imgs, flips)
         if self.cfg["channels_last"]:
             real = real.contiguous(memory_format=torch.channels_last)
@@ -603,6 +596,7 @@ def train(
     try:
         return trainer.run(stop_after_steps)
     finally:
+        trainer.batches.close()
         if trainer.world > 1:
             import torch.distributed as dist
 
