@@ -291,6 +291,18 @@ class _nothing:
         return False
 
 
+def test_pack_read_per_batch_by_loader_workers_trains_and_resumes_like_in_memory(reference_run, pack, tmp_path, capsys):
+    """The pack read from the file per batch by 2 read-ahead worker processes (train.loader_workers), stopped and
+    resumed: the same weights, optimiser state and losses as the in-memory, uninterrupted reference."""
+    out = tmp_path / "train"
+    p = params(data_memory_gb=1e-9, loader_workers=2)
+    assert train(p, str(pack), str(out), stop_after_steps=3) == EXIT_INTERRUPTED
+    assert train(p, str(pack), str(out)) == 0
+    assert "loader: read per batch, 2 worker process(es)" in capsys.readouterr().out
+    assert_same_state(newest_state(out), newest_state(reference_run))
+    assert loss_rows(out) == loss_rows(reference_run)
+
+
 def test_sigkill_mid_run_then_restart_is_exact(reference_run, pack, tmp_path):
     out = tmp_path / "train"
     cmd = [sys.executable, "-m", "animefaces.train", "--data", str(pack), "--outdir", str(out)]
