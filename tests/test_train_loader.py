@@ -67,12 +67,15 @@ def test_loader_batches_equal_the_plain_path_and_resume_exactly(packs, fmt, on_d
     sampler = BatchSampler(len(data), seed=5)
     loader = BatchLoader(data, sampler, BATCH, torch.device("cpu"), workers)
     assert loader.workers == workers
+    global_rng = torch.get_rng_state()
     states = []
     for k in range(STEPS):
         states.append(sampler.state_dict())
         imgs, flips, idx = loader.next()
         assert imgs.dtype == torch.uint8 and imgs.shape == (BATCH, 3, 16, 16)
         assert torch.equal(imgs, ref[k][0]) and torch.equal(flips, ref[k][1]), f"step {k}"
+    # starting workers draws nothing from the global RNG the training step uses
+    assert torch.equal(torch.get_rng_state(), global_rng)
     loader.close()
 
     # resume at step 3 into a fresh sampler + loader (the loader started reading ahead before the state came in)

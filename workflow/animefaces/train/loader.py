@@ -109,6 +109,9 @@ class BatchLoader:
             collate_fn=_as_is,
             pin_memory=self.pin,
             prefetch_factor=PREFETCH_PER_WORKER,
+            # its own generator: the workers' base seed must not be drawn from the global RNG, which the training
+            # step uses (latents, augmentation); the workers draw no random numbers
+            generator=torch.Generator().manual_seed(0),
         )
         return iter(loader)
 
