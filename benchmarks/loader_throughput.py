@@ -51,11 +51,10 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "workflow"))
 
-from animefaces.pack.hdf5 import write_hdf5  # noqa: E402
-from animefaces.pack.zipds import archive_name  # noqa: E402
 from animefaces.pack import zipds  # noqa: E402
-from animefaces.pack.hdf5 import _RowReader  # noqa: E402
+from animefaces.pack.hdf5 import _RowReader, write_hdf5  # noqa: E402
 from animefaces.pack.source import box_downscale  # noqa: E402
+from animefaces.pack.zipds import archive_name  # noqa: E402
 from animefaces.train.data import BatchSampler, open_dataset, to_float  # noqa: E402
 from animefaces.train.loader import BatchLoader  # noqa: E402
 

@@ -3,7 +3,8 @@
 The pack's format (by its suffix, :func:`animefaces.pack.formats.format_of_path`) supplies the reader.
 Images are decoded/read once into one uint8 tensor when they fit in ``train.data_memory_gb`` (optionally
 box-downscaled to the training resolution on the way); larger packs are read batch-wise by the format's
-``read_rows`` (HDF5 rows; zip images decoded per batch), in the loader's worker processes (``loader``). Batches come from :class:`BatchSampler`: epoch-wise
+``read_rows`` (HDF5 rows; zip images decoded per batch), in the loader's worker processes (``loader``).
+Batches come from :class:`BatchSampler`: epoch-wise
 random permutations drawn from a seeded ``torch.Generator`` whose state (with the permutation and position) is
 saved in snapshots, so a resumed run draws exactly the same batches.
 
