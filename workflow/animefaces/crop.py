@@ -258,7 +258,7 @@ def crop_post(
         if not ok:
             raise RuntimeError(f"OpenCV could not encode crop {n} of post {post_id} as PNG")
         out = images_dir / f"{post_id}_{n}.png"
-        write_bytes(out, buf.tobytes())
+        write_bytes(out, buf.tobytes(), clean_stale=False)  # the folder is cleared once per job
         details = {
             **base,
             "box": _box_list(face),

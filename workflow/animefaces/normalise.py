@@ -171,7 +171,7 @@ def normalise_one(src: str | os.PathLike[str], dest: Path, params: dict, upscale
             rgb = upscaler.upscale(rgb, factor)
         out = fit_image(rgb, size, params["fit"], params["pad_colour"])
         data = encode(out, fmt, int(params["quality"]))
-        write_bytes(dest, data)
+        write_bytes(dest, data, clean_stale=False)  # a directory output: emptied by Snakemake per job
     except ImageRejected as exc:
         return Outcome(NORMALISE_FAILED, {"error": exc.detail, "decoder_reason": exc.reason, "path": str(src)})
     except Exception as exc:
