@@ -60,6 +60,7 @@ onsuccess:
 onerror:
     end_run(RES)
 
+
 SHARDS = shard_names(config["shards"]["count"])
 # Each rule file appends the outputs that `rule all` should build.
 TARGETS = []
