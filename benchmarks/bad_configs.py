@@ -70,12 +70,20 @@ CASES: dict[str, tuple[Callable[[Config], Config], str]] = {
 }
 
 
-def _first_error(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+_NOISE = ("WorkflowError in file", "Command:", "File ", "Traceback", "Snakefile:", "Config file", "Building DAG")
+
+
+def _message(text: str, key: str) -> str:
+    """The error's most telling line: the first that names the key, else the first error-like line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(_NOISE)]
+    lines = [ln for ln in lines if not re.match(r"^[A-Z][a-z]+( [a-z]+)*: ", ln) or "rror" in ln or key in ln]
     for ln in lines:
-        if re.search(r"error|Error|invalid|not |must|missing|does not exist", ln) and not ln.startswith("File "):
-            return ln[:200]
-    return (lines[-1] if lines else "")[:200]
+        if key in ln:
+            return ln[:220]
+    for ln in lines:
+        if re.search(r"rror|invalid|not |must|missing|does not exist", ln):
+            return ln[:220]
+    return (lines[-1] if lines else "")[:220]
 
 
 def run_case(name: str, work: Path, base: Config) -> dict:
@@ -88,8 +96,10 @@ def run_case(name: str, work: Path, base: Config) -> dict:
     out = run.stdout + run.stderr
     if run.returncode == 0:
         return {"case": name, "caught": False, "names_key": False, "message": "(not caught before any job)"}
-    msg = _first_error(out)
-    return {"case": name, "caught": True, "names_key": key.split(".")[-1] in out, "message": msg}
+    # the key named as written (crop.min_face) or as the schema validator words it (min_face ... crop)
+    last = key.split(".")[-1]
+    msg = _message(out, last)
+    return {"case": name, "caught": True, "names_key": last in msg, "message": msg}
 
 
 def main(argv: list[str] | None = None) -> int:

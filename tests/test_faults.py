@@ -71,11 +71,11 @@ def test_disk_full_in_the_normalise_writer_fails_the_job_and_a_rerun_completes(t
     real_write = normalise.write_bytes
     calls = {"n": 0}
 
-    def disk_fills_up(path, data):
+    def disk_fills_up(path, data, **kwargs):
         calls["n"] += 1
         if calls["n"] > 2:  # the third image finds the disk full
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
-        real_write(path, data)
+        real_write(path, data, **kwargs)
 
     monkeypatch.setattr(normalise, "write_bytes", disk_fills_up)
     with pytest.raises(OSError) as info:
@@ -95,7 +95,7 @@ def test_disk_full_in_the_crop_writer_fails_the_job(tmp_path, shared, monkeypatc
     ingest = manifest_path(tmp_path / "res", "ingest", "000")
     write_manifest(rows.frame(), ingest)
 
-    def full(path, data):
+    def full(path, data, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     monkeypatch.setattr(crop, "write_bytes", full)
