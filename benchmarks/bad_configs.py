@@ -70,11 +70,17 @@ CASES: dict[str, tuple[Callable[[Config], Config], str]] = {
 }
 
 
+# Snakemake's banner and traceback lines, never the message
 _NOISE = ("WorkflowError in file", "Command:", "File ", "Traceback", "Snakefile:", "Config file", "Building DAG")
+_NOISE += ("User:", "Host:", "Date:", "Platform:", "Workflow ID:", "Snakemake version:", "Python version:")
+_NOISE += ("Base directory:", "Run directory:", "Working directory:", "Config MD5:", "SNAKEMAKE", "=====")
 
 
 def _message(text: str, key: str) -> str:
     """The error's most telling line: the first that names the key, else the first error-like line."""
+    missing = re.search(r"(Missing input files for rule \w+):.*?affected files:\s*(\S+)", text, re.S)
+    if missing:  # Snakemake's own check: names the file, not the config key
+        return f"{missing.group(1)}: {missing.group(2)}"
     lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith(_NOISE)]
     lines = [ln for ln in lines if not re.match(r"^[A-Z][a-z]+( [a-z]+)*: ", ln) or "rror" in ln or key in ln]
     for ln in lines:
