@@ -1,6 +1,8 @@
 """Atomic file output: write to a temporary file in the target directory, then ``os.replace``.
 
-A killed job therefore never leaves a half-written file under its final name, and a rerun starts clean.
+A killed job therefore never leaves a half-written file under its final name, and a rerun starts clean: every
+writer removes the temporaries a killed earlier write of the same target left next to it
+(:func:`remove_stale_temps`, called by :func:`atomic_path`), so a kill never costs disk space for good.
 """
 
 from __future__ import annotations
@@ -8,20 +10,68 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# tempfile's random part: 8 characters of this alphabet (tempfile._RandomNameSequence)
+_RANDOM = "[a-z0-9_]{8}"
+
+
+def temp_prefix(target: str | os.PathLike[str]) -> str:
+    """The name prefix of every temporary of ``target`` (``.<name>.``): hidden, next to the target."""
+    return f".{Path(target).name}."
+
+
+def remove_stale_temps(target: str | os.PathLike[str], suffix: str | None = None) -> list[Path]:
+    """Delete the temporaries (files or folders) that killed writes of ``target`` left next to it, i.e. names
+    ``.<name>.<8 random chars><suffix>`` exactly as :func:`atomic_path` and :func:`atomic_dir` make them; nothing
+    else is touched. ``suffix`` defaults to the target's own suffix. Returns what was removed.
+
+    Call it at the start of a writer only: one run writes each target from one job (the run lock), so a
+    temporary of the same target can only be a leftover."""
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    suffix = target.suffix if suffix is None else suffix
+    pattern = re.compile(re.escape(temp_prefix(target)) + _RANDOM + re.escape(suffix))
+    removed = []
+    for entry in target.parent.iterdir():
+        if pattern.fullmatch(entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+def make_temp_dir(target: str | os.PathLike[str]) -> Path:
+    """A fresh temporary folder next to the folder ``target`` (stale ones of earlier killed writes removed first);
+    the caller fills it and renames it onto ``target``."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target, suffix="")
+    return Path(tempfile.mkdtemp(prefix=temp_prefix(target), dir=target.parent))
+
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], suffix: str | None = None, clean_stale: bool = True) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it to ``path``, on error delete it.
 
     ``suffix`` defaults to the target's own suffix so writers that infer the format from the name work.
+    ``clean_stale`` first removes temporaries of ``path`` left by a killed earlier write
+    (:func:`remove_stale_temps`); writers of many files into one folder pass False and clear the folder once
+    themselves (listing the folder per file would be quadratic).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if clean_stale:
+        remove_stale_temps(target, suffix)
     fd, tmp = tempfile.mkstemp(
         prefix=f".{target.name}.", suffix=suffix if suffix is not None else target.suffix, dir=target.parent
     )
@@ -40,8 +90,8 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
         raise
 
 
-def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    with atomic_path(path) as tmp:
+def write_bytes(path: str | os.PathLike[str], data: bytes, clean_stale: bool = True) -> None:
+    with atomic_path(path, clean_stale=clean_stale) as tmp:
         tmp.write_bytes(data)
 
 

@@ -33,8 +33,9 @@ import pandas as pd
 
 from .columns import is_missing, str_or_none
 from .config import fill_defaults, parse_params
-from .decode import ImageRejected, format_of_file, is_lossless, load_rgb
+from .decode import ImageRejected, format_of_file, is_lossless, load_rgb, read_file
 from .dedup.hashing import colour_thumb, file_sha256, perceptual_hash, pixel_sha256
+from .faults import raise_if_fault
 from .idlists import read_list_file
 from .manifest import read_kept, write_manifest
 from .stage import carried_columns, item_manifest, print_summary
@@ -159,8 +160,12 @@ def check_image(
             return Verdict(BLOCKLISTED, {"matched": ident})
     p = Path(path)
     try:
-        data = p.read_bytes()
+        data = read_file(p)
+    except ImageRejected as exc:
+        return Verdict(exc.reason, {"error": exc.detail})
     except OSError as exc:
+        # the crop file is our own output, listed by crop: vanished, I/O error, no permission = fail the job
+        raise_if_fault(exc, own_file=True)
         return Verdict("undecodable", {"error": f"cannot read {p}: {exc}"})
     if not data:
         return Verdict("empty_file", {"error": "file has 0 bytes"})

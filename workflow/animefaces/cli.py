@@ -20,6 +20,7 @@ COMMANDS = {
     "metrics": "animefaces.metrics",
     "report": "animefaces.report",
     "funnel": "animefaces.ledger",
+    "runlock": "animefaces.runlock",
 }
 
 

@@ -41,8 +41,9 @@ import pandas as pd
 from .atomic import write_bytes
 from .columns import int_or_none, str_or_empty, with_dtypes
 from .config import fill_defaults, parse_params
-from .decode import ImageRejected, load_rgb, read_bgr
+from .decode import ImageRejected, load_rgb, read_bgr, read_file
 from .detect import Detector, Face, detector_kind, make_detector
+from .faults import raise_if_fault
 from .manifest import StageRows, read_kept, write_manifest
 from .parallel import ordered_map
 
@@ -52,6 +53,7 @@ STAGE = "crop"
 NO_FACE = "no_face"
 FACE_TOO_SMALL = "face_too_small"
 UNDECODABLE = "undecodable"
+UNREADABLE = "unreadable"
 KEPT_COLUMNS = [
     "path",
     "source_path",
@@ -186,15 +188,19 @@ def has_transparency(head: bytes) -> bool:
 
 
 def decode_for_crop(path: str | os.PathLike[str]) -> np.ndarray:
-    """BGR pixels for detection and cropping; raises ImageRejected with a ledger reason code."""
+    """BGR pixels for detection and cropping; raises ImageRejected with a ledger reason code.
+
+    A source that is not a regular file (FIFO, socket, device) is never opened (``not_regular_file``); one we may
+    not read (its own permissions, a symlink loop, ...) is ``unreadable``. A fault of the machine (I/O error, a
+    file ingest listed that has vanished, out of memory) is raised: the job fails and a rerun redoes it."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(1 << 16)
+        head = read_file(path, 1 << 16)
+        if head and has_transparency(head):
+            return np.ascontiguousarray(load_rgb(path).rgb[:, :, ::-1])
+        return read_bgr(path)
     except OSError as exc:
-        raise ImageRejected(UNDECODABLE, f"cannot read file: {exc}", path) from exc
-    if head and has_transparency(head):
-        return np.ascontiguousarray(load_rgb(path).rgb[:, :, ::-1])
-    return read_bgr(path)
+        raise_if_fault(exc, own_file=False)
+        raise ImageRejected(UNREADABLE, f"cannot read file: {exc}", path) from exc
 
 
 # ----------------------------------------------------------------------------------------------- one post
@@ -224,6 +230,7 @@ def crop_post(
     except ImageRejected as exc:
         return PostResult(reason=exc.reason, details={"error": exc.detail, "source_path": source_path})
     except cv2.error as exc:
+        raise_if_fault(exc)  # OpenCV's allocator failing is the machine's fault, not the image's
         return PostResult(reason=UNDECODABLE, details={"error": str(exc).strip(), "source_path": source_path})
     ih, iw = bgr.shape[:2]
     faces = detector.detect(bgr)
@@ -251,7 +258,7 @@ def crop_post(
         if not ok:
             raise RuntimeError(f"OpenCV could not encode crop {n} of post {post_id} as PNG")
         out = images_dir / f"{post_id}_{n}.png"
-        write_bytes(out, buf.tobytes())
+        write_bytes(out, buf.tobytes(), clean_stale=False)  # the folder is cleared once per job
         details = {
             **base,
             "box": _box_list(face),

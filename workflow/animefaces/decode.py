@@ -22,17 +22,20 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageCms, ImageOps
+
+from .faults import raise_if_fault
 
 EMPTY_FILE = "empty_file"
 UNDECODABLE = "undecodable"
 TRUNCATED = "truncated"
 DECOMPRESSION_BOMB = "decompression_bomb"
+NOT_REGULAR_FILE = "not_regular_file"
 
 LOSSLESS_FORMATS = {"PNG", "GIF", "BMP", "TIFF", "PPM", "QOI"}
 _SRGB = ImageCms.createProfile("sRGB")
@@ -106,16 +109,50 @@ def _webp_is_lossless(data: bytes) -> bool:
 
 
 def format_of_file(path: str | os.PathLike[str], head_bytes: int = 4096) -> tuple[str | None, bool]:
-    """:func:`sniff_format` on a file (``(None, False)`` if it cannot be read)."""
+    """:func:`sniff_format` on a file (``(None, False)`` if it is not a readable regular file; a fault of the
+    machine, see :mod:`animefaces.faults`, is raised)."""
     try:
-        with open(path, "rb") as fh:
-            return sniff_format(fh.read(head_bytes))
-    except OSError:
+        return sniff_format(read_file(path, head_bytes))
+    except ImageRejected:
+        return None, False
+    except OSError as exc:
+        raise_if_fault(exc, own_file=False)
         return None, False
 
 
+def _file_kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def read_file(path: str | os.PathLike[str], max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file (at most ``max_bytes``). Anything else (FIFO, socket, device, directory) is
+    never read, so a FIFO named like an image cannot hang a job: :class:`ImageRejected` ``not_regular_file``.
+
+    The type is checked before opening (a device is never opened) and again on the open descriptor, which is
+    opened non-blocking (a file swapped for a FIFO in between cannot block either). ``OSError`` is raised as is:
+    callers decide with :mod:`animefaces.faults` whether it is the input's or the machine's fault."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise ImageRejected(NOT_REGULAR_FILE, _file_kind(st.st_mode), path)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageRejected(NOT_REGULAR_FILE, _file_kind(st.st_mode), path)
+        return fh.read() if max_bytes is None else fh.read(max_bytes)
+
+
 def _read_bytes(path: str | os.PathLike[str]) -> bytes:
-    data = Path(path).read_bytes()
+    data = read_file(path)
     if not data:
         raise ImageRejected(EMPTY_FILE, "file has 0 bytes", path)
     return data
@@ -158,7 +195,8 @@ def _header_size(data: bytes, path) -> tuple[int, int] | None:
                 return im.size
     except Image.DecompressionBombError as exc:
         raise ImageRejected(DECOMPRESSION_BOMB, str(exc), path) from exc
-    except Exception:
+    except Exception as exc:
+        raise_if_fault(exc)
         return None
 
 
@@ -183,7 +221,8 @@ def read_bgr(path: str | os.PathLike[str]) -> np.ndarray:
 def _exif_orientation(im: Image.Image) -> int:
     try:
         value = int(im.getexif().get(_ORIENTATION_TAG, 1))
-    except Exception:  # a broken EXIF block must not lose the picture
+    except Exception as exc:  # a broken EXIF block must not lose the picture
+        raise_if_fault(exc)
         return 1
     return value if 1 <= value <= 8 else 1
 
@@ -302,6 +341,7 @@ def load_rgb(
     except Image.DecompressionBombError as exc:
         raise ImageRejected(DECOMPRESSION_BOMB, str(exc), path) from exc
     except OSError as exc:
+        raise_if_fault(exc)
         msg = str(exc) or type(exc).__name__
         truncated = any(s in msg for s in ("truncated", "broken data stream")) or looks_truncated(data) is not None
         if truncated and "truncated" not in msg and looks_truncated(data):

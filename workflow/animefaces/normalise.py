@@ -13,7 +13,8 @@ For each kept dedup row:
    of the configured format and fully decodable (the seed's ``identify | grep -v " JPEG 512x512 ..."``).
 
 A failed gate is a ``gate_failed`` row (the file is removed), an exception in steps 1-4 a ``normalise_failed`` row
-with the error in the details: nothing unchecked is passed downstream.
+with the error in the details: nothing unchecked is passed downstream. A fault of the machine (disk full, I/O
+error, a crop that vanished, out of memory: :mod:`animefaces.faults`) is never a row: it fails the job.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from PIL import Image
 from .atomic import write_bytes
 from .config import parse_params
 from .decode import ImageRejected, load_rgb
+from .faults import raise_if_fault
 from .manifest import read_kept, write_manifest
 from .stage import carried_columns, item_manifest, print_summary
 from .upscale import Upscaler, make_upscaler, upscale_factor
@@ -142,6 +144,7 @@ def gate(path: str | os.PathLike[str], size: int, fmt: str = "png") -> str | Non
             if arr.dtype != np.uint8 or arr.shape != (size, size, 3):
                 problems.append(f"decodes to {arr.shape} {arr.dtype}")
     except Exception as exc:
+        raise_if_fault(exc)  # our own file just written: vanished / I/O error / no space is the machine's fault
         return f"cannot re-open: {type(exc).__name__}: {exc}"
     return "; ".join(problems) or None
 
@@ -168,10 +171,11 @@ def normalise_one(src: str | os.PathLike[str], dest: Path, params: dict, upscale
             rgb = upscaler.upscale(rgb, factor)
         out = fit_image(rgb, size, params["fit"], params["pad_colour"])
         data = encode(out, fmt, int(params["quality"]))
-        write_bytes(dest, data)
+        write_bytes(dest, data, clean_stale=False)  # a directory output: emptied by Snakemake per job
     except ImageRejected as exc:
         return Outcome(NORMALISE_FAILED, {"error": exc.detail, "decoder_reason": exc.reason, "path": str(src)})
     except Exception as exc:
+        raise_if_fault(exc)  # disk full, I/O error, a listed crop vanished, out of memory: fail the job
         return Outcome(NORMALISE_FAILED, {"error": f"{type(exc).__name__}: {exc}", "path": str(src)})
     problem = gate(dest, size, fmt)
     if problem:

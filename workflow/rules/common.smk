@@ -13,6 +13,7 @@ PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
 sys.path.insert(0, PACKAGE_DIR)
 
 from animefaces.config import section_json  # noqa: E402
+from animefaces.runlock import end_run, job_check_command, start_run  # noqa: E402
 from animefaces.shards import shard_names  # noqa: E402
 from animefaces.wiring import (  # noqa: E402
     check_config,
@@ -32,14 +33,34 @@ from animefaces.wiring import (  # noqa: E402
     train_resources,
 )
 
-# Jobs run `python -m animefaces.<stage>` in whatever environment they get (venv, conda env, SLURM node):
-# the package is importable there without being installed.
-shell.prefix(f"export PYTHONPATH='{PACKAGE_DIR}'${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
-
 # Fail at DAG build, with the message naming the key, rather than in a job (e.g. 's' without a rating scheme).
 check_config(config)
 
 RES = f"results/{config['dataset']['name']}"
+
+# Jobs run `python -m animefaces.<stage>` in whatever environment they get (venv, conda env, SLURM node):
+# the package is importable there without being installed. Every job first checks that its run still holds
+# the run lock of RES (animefaces.runlock), so a second run can never rerun a live run's jobs.
+shell.prefix(
+    f"export PYTHONPATH='{PACKAGE_DIR}'${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+    + job_check_command(RES)
+)
+
+
+# One live run per results folder (Snakemake's lock is per checkout and `--unlock` removes it even during a
+# run): taken when a run starts executing jobs, released when it ends; a dead holder's lock is taken over.
+onstart:
+    start_run(RES)
+
+
+onsuccess:
+    end_run(RES)
+
+
+onerror:
+    end_run(RES)
+
+
 SHARDS = shard_names(config["shards"]["count"])
 # Each rule file appends the outputs that `rule all` should build.
 TARGETS = []

@@ -2,6 +2,9 @@
 # Each rule gets only its own format's options, so changing one format's settings reruns only that pack.
 
 PACK_NAME = config["dataset"]["name"]
+# The normalised images the dataset table points at: declared so that deleting them reruns normalise and the
+# packs (`snakemake -n` shows it) instead of going unnoticed until a pack job fails.
+PACK_IMAGES = expand(f"{RES}/normalise/images/{{shard}}", shard=SHARDS)
 
 for _fmt in pack_formats():
 
@@ -11,6 +14,7 @@ for _fmt in pack_formats():
         input:
             dataset=f"{RES}/select/dataset.parquet",
             classes=f"{RES}/ingest/classes.tsv",
+            images=PACK_IMAGES,
         output:
             pack=(
                 directory(pack_output(RES, PACK_NAME, _fmt))

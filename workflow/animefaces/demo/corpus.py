@@ -848,7 +848,7 @@ def generate(root: str | os.PathLike[str], seed: int = 0, posts: int = 300, thre
         post.file_size = len(w.data)
         post.md5 = hashlib.md5(w.data).hexdigest()
         if post.path is not None and post.form != "none":
-            write_bytes(root / post.path, w.data)
+            write_bytes(root / post.path, w.data, clean_stale=False)  # original/ was removed above
     files, where = build_metadata(plan)
     for rel, data in files.items():
         write_bytes(root / rel, data)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -68,8 +69,17 @@ def image_size(path: str) -> tuple[int | None, int | None]:
     """Width and height from the image header (no full decode); (None, None) if unreadable."""
     from PIL import Image
 
+    from ..faults import raise_if_fault
+
     try:
-        with Image.open(path) as im:
-            return im.size
-    except Exception:  # unreadable files are judged by the decoding stages, not here
+        # never open a FIFO, socket or device (a FIFO would block forever): crop records them (not_regular_file)
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None, None
+        with os.fdopen(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                return None, None
+            with Image.open(fh) as im:
+                return im.size
+    except Exception as exc:  # unreadable files are judged by the decoding stages, not here
+        raise_if_fault(exc, own_file=False)
         return None, None

@@ -28,7 +28,6 @@ from __future__ import annotations
 import os
 import shutil
 import struct
-import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
@@ -37,6 +36,7 @@ from pathlib import Path
 import google_crc32c
 import numpy as np
 
+from ..atomic import make_temp_dir
 from .formats import PackJob, PackWritten
 from .source import PackError, batched_chw, first_size, fsync_path, iter_arrays, iter_sources
 from .zipds import want_labels
@@ -349,7 +349,7 @@ def write_tfrecords(
     out_dir = Path(out_dir)
     names = tfrecord_names(name, size)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp = make_temp_dir(out_dir)  # removes the temp folders of killed earlier writes first
     count = 0
     try:
         with ExitStack() as stack:
