@@ -157,10 +157,7 @@ def bench_threshold(shared: Path) -> str:
         lines.append("")
         lines.append(
             "Distinct-file pairs within 8: "
-            + "; ".join(
-                f"{files[a].name} ~ {files[b].name} ({dd} bits)"
-                for a, b, dd in close[:10]
-            )
+            + "; ".join(f"{files[a].name} ~ {files[b].name} ({dd} bits)" for a, b, dd in close[:10])
             + (" ..." if len(close) > 10 else "")
         )
     return "\n".join(lines) + "\n"
