@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     snap = newest_snapshot(train_dir)
     D, meta = load_discriminator(snap)
     x = np.stack([a.transpose(2, 0, 1) for a in images])
-    from animefaces.train.data import box_downscale
+    from animefaces.pack.source import box_downscale
 
     x = box_downscale(x, size // int(D.resolution))
     scores = score_images(D, x, None, 4, args.shuffles, args.seed)

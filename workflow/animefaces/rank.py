@@ -111,7 +111,7 @@ def freeze(results: str | Path, out: str | Path | None = None, snapshot: str | P
 def load_images(paths: list[str], resolution: int) -> np.ndarray:
     """uint8 ``[N, 3, R, R]`` at the discriminator's resolution (box-averaged by an integer factor, as training
     reads a pack of larger images)."""
-    from .train.data import box_downscale
+    from .pack.source import box_downscale
 
     out = np.empty((len(paths), 3, resolution, resolution), dtype=np.uint8)
     for k, p in enumerate(paths):
