@@ -119,9 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     table["kind"] = table["item_id"].str.split(":").str[0]
     n = len(table)
     decile = table.head(int(np.ceil(n / 10)))
+    nimg = meta.get("counters", {}).get("nimg", "?")
     print(
         f"{len(faces)} demo faces + {n_junk} junk ({args.junk:.0%}), trained {args.kimg} kimg (tiny preset, CPU, "
-        f"1 thread; {train_s:.0f} s incl. packing), D from {snap.name} ({meta.get('counters', {}).get('nimg', '?')} images), batch 4, {args.shuffles} shuffles.\n"
+        f"1 thread; {train_s:.0f} s incl. packing), D from {snap.name} ({nimg} images), batch 4, {args.shuffles} shuffles.\n"
     )
     print(
         "| kind | count | in bottom decile | share in bottom decile (chance 10%) | mean rank percentile (0 = lowest) |"
