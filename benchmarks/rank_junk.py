@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     nimg = meta.get("counters", {}).get("nimg", "?")
     print(
         f"{len(faces)} demo faces + {n_junk} junk ({args.junk:.0%}), trained {args.kimg} kimg (tiny preset, CPU, "
-        f"1 thread; {train_s:.0f} s incl. packing), D from {snap.name} ({nimg} images), batch 4, {args.shuffles} shuffles.\n"
+        f"1 thread; {train_s:.0f} s incl. packing), D from {snap.name} ({nimg} images), "
+        f"batch 4, {args.shuffles} shuffles.\n"
     )
     print(
         "| kind | count | in bottom decile | share in bottom decile (chance 10%) | mean rank percentile (0 = lowest) |"
