@@ -7,6 +7,7 @@
    all-pairs baseline on a subset, checks both return the same pairs there, and extrapolates all-pairs to n.
 2. threshold: 64-bit pHash distances on real anime faces (../shared/data/faces): distinct faces against each
    other, and each face against edited copies of itself (re-encodings, rescales, small crops, recolouring).
+   The colour verification that follows the hash is calibrated by benchmarks/dedup_calibration.py.
 Prints Markdown for BENCHMARKS.md.
 """
 
@@ -25,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "workflow"))
 
-from animefaces.dedup.hashing import as_uint64, colour_diff, colour_thumb, perceptual_hash  # noqa: E402
+from animefaces.dedup.hashing import as_uint64, perceptual_hash  # noqa: E402
 from animefaces.dedup.index import all_pairs, index_bytes, near_pairs, plan  # noqa: E402
 
 
@@ -150,37 +151,13 @@ def bench_threshold(shared: Path) -> str:
         + ", ".join(f"{k} {int(np.median(v))}" for k, v in per_edit.items())
         + ". Cells: share of edited copies found as near duplicates of their original at threshold t."
     )
-    # the colour check (dedup.colour_check): 4x4 colour thumbnails, mean absolute difference in levels
-    thumbs = [colour_thumb(x) for x in rgbs]
-    per_edit_c: dict[str, list[float]] = {}
-    for rgb, th in zip(rgbs, thumbs, strict=True):
-        for name, arr in edits(rgb).items():
-            per_edit_c.setdefault(name, []).append(float(colour_diff([th], [colour_thumb(arr)])[0]))
-    ta = [thumbs[a] for a in iu[0]]
-    tb = [thumbs[b] for b in iu[1]]
-    between_c = colour_diff(ta, tb)
-    lines += [
-        "",
-        "Colour check (default `max_colour_diff: 6`): mean absolute difference of 4x4 colour thumbnails, in levels.",
-        "",
-        "| edit | median | 95th percentile | share <= 6 (still a duplicate with the colour check) |",
-        "|---|---|---|---|",
-    ]
-    for k, v in per_edit_c.items():
-        lines.append(f"| {k} | {np.median(v):.1f} | {np.percentile(v, 95):.1f} | {np.mean(np.array(v) <= 6):.0%} |")
-    lines.append(
-        f"| distinct faces ({len(between_c)} pairs) | {np.median(between_c):.1f} | "
-        f"{np.percentile(between_c, 95):.1f} | {np.mean(between_c <= 6):.1%} |"
-    )
+    # the colour verification on top of the hash: benchmarks/dedup_calibration.py
     close = [(int(a), int(b), int(d[a, b])) for a, b in zip(*iu, strict=True) if d[a, b] <= 8]
     if close:
         lines.append("")
         lines.append(
             "Distinct-file pairs within 8: "
-            + "; ".join(
-                f"{files[a].name} ~ {files[b].name} ({dd} bits, colour {colour_diff([thumbs[a]], [thumbs[b]])[0]:.1f})"
-                for a, b, dd in close[:10]
-            )
+            + "; ".join(f"{files[a].name} ~ {files[b].name} ({dd} bits)" for a, b, dd in close[:10])
             + (" ..." if len(close) > 10 else "")
         )
     return "\n".join(lines) + "\n"

@@ -16,7 +16,8 @@ Checks, in order (the first that fails names the ledger reason):
 Kept rows carry the crop columns forward and add ``width``, ``height`` (decoded), ``file_bytes``, ``file_sha256``,
 ``pixel_sha256``, ``perceptual_hash`` (64-bit, as int64; algorithm ``dedup.hash``, recorded in
 ``perceptual_hash_method``), ``colour_thumb``
-(4 x 4 RGB block means, hex; dedup's colour check), ``source_format`` and ``lossless`` (from the *source*
+(16 x 16 RGB block means, hex; dedup's colour check), ``sharpness`` and ``blockiness`` (dedup's survivor
+rule, :mod:`animefaces.dedup.quality`), ``source_format`` and ``lossless`` (from the *source*
 post's file: sniffed from its bytes, else ``source_ext``).
 """
 
@@ -35,6 +36,7 @@ from .columns import is_missing, str_or_none
 from .config import fill_defaults, parse_params
 from .decode import ImageRejected, format_of_file, is_lossless, load_rgb, read_file
 from .dedup.hashing import colour_thumb, file_sha256, perceptual_hash, pixel_sha256
+from .dedup.quality import blockiness, sharpness
 from .faults import raise_if_fault
 from .idlists import read_list_file
 from .manifest import read_kept, write_manifest
@@ -57,6 +59,8 @@ KEPT_COLUMNS = [
     "perceptual_hash",
     "perceptual_hash_method",
     "colour_thumb",
+    "sharpness",
+    "blockiness",
     "source_format",
     "lossless",
 ]
@@ -70,6 +74,8 @@ KEPT_DTYPES = {
     "perceptual_hash": "Int64",
     "perceptual_hash_method": "string",
     "colour_thumb": "string",
+    "sharpness": "Float64",
+    "blockiness": "Float64",
     "source_format": "string",
     "lossless": "boolean",
 }
@@ -224,6 +230,8 @@ def check_image(
             "perceptual_hash": perceptual_hash(rgb, hash_method),
             "perceptual_hash_method": hash_method,
             "colour_thumb": colour_thumb(rgb),
+            "sharpness": round(sharpness(rgb), 3),
+            "blockiness": round(blockiness(rgb), 4),
             "source_format": src_fmt,
             "lossless": _lossless(src_fmt),
         },

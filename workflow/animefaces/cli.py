@@ -14,6 +14,7 @@ COMMANDS = {
     "dedup": "animefaces.dedup",
     "normalise": "animefaces.normalise",
     "select": "animefaces.select",
+    "rank": "animefaces.rank",
     "pack": "animefaces.pack",
     "train": "animefaces.train",
     "sample": "animefaces.sample",

@@ -9,9 +9,10 @@ ledger reason):
 2. ``class_filtered``: ``select.classes`` (keep only these classes, by name from ``classes.tsv`` or by class id),
    ``select.keep_unlabelled`` (whether label-0 items survive), ``select.min_class_count`` (drop classes with fewer
    items left after the steps before).
-3. the ``rank_cut`` hook of :func:`select_items` (no config key yet): a later discriminator-ranking cut passes a
-   function that scores the remaining items (e.g. with a trained discriminator) and returns those to drop with
-   their reason code and details.
+3. ``low_d_score``: the discriminator-ranking cut (:mod:`animefaces.rank`), when ``select.drop_bottom_fraction`` > 0
+   or ``select.min_d_score`` is set: the items in the bottom ``floor(fraction * N)`` of the ranked table
+   (``RES/rank/scores.parquet``, N = its rows, i.e. exactly the bottom of the table the report shows) and those
+   scoring below ``min_d_score``. Details: score, rank, rule. (:func:`select_items` takes any such ``rank_cut``.)
 
 The sha256 of every selected image is re-checked against normalisation's manifest (an image changed after
 normalisation is an error, not a silent change in the dataset).
@@ -32,6 +33,7 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from .atomic import atomic_path
@@ -45,6 +47,7 @@ from .parallel import ordered_map
 STAGE = "select"
 EXCLUDED_BY_USER = "excluded_by_user"
 CLASS_FILTERED = "class_filtered"
+LOW_D_SCORE = "low_d_score"
 DATASET_COLUMNS = ["item_id", "post_id", "shard", "path", "label", "character", "sha256"]
 _ID = re.compile(r"^(\d+)(?:_(\d+))?$")
 
@@ -179,6 +182,36 @@ def _class_drops(items: pd.DataFrame, table: pd.DataFrame, params: dict) -> Drop
     return drops
 
 
+def score_cut(scores: pd.DataFrame, params: dict) -> RankCut | None:
+    """The ``low_d_score`` cut from a ranking table (None when neither key asks for one)."""
+    fraction = float(params.get("drop_bottom_fraction") or 0)
+    threshold = params.get("min_d_score")
+    if fraction <= 0 and threshold is None:
+        return None
+    table = scores.sort_values("rank", kind="stable")
+    bottom = int(np.floor(fraction * len(table) + 1e-9))
+    named: dict[str, dict] = {}
+    for row in table.head(bottom).itertuples():
+        named[str(row.item_id)] = {"score": round(float(row.score_mean), 4), "rank": int(row.rank), "rule": "bottom"}
+    if threshold is not None:
+        for row in table[table["score_mean"] < float(threshold)].itertuples():
+            named.setdefault(
+                str(row.item_id),
+                {"score": round(float(row.score_mean), 4), "rank": int(row.rank), "rule": "min_d_score"},
+            )
+
+    def cut(remaining: pd.DataFrame) -> Drops:
+        missing = sorted(set(remaining["item_id"]) - set(table["item_id"].astype(str)))
+        if missing:
+            raise SelectError(
+                f"the ranking table lacks {len(missing)} selected items (e.g. {missing[0]}): it is older than the "
+                "normalised faces; rerun the rank rule"
+            )
+        return {i: (LOW_D_SCORE, named[i]) for i in remaining["item_id"] if i in named}
+
+    return cut
+
+
 def select_items(
     items: pd.DataFrame,
     params: dict,
@@ -269,8 +302,16 @@ def run(
     out_dataset: str,
     threads: int = 1,
     rank_cut: RankCut | None = None,
+    scores: str | None = None,
 ) -> pd.DataFrame:
     """The whole stage: read, filter, verify, write the dataset table then the ledger manifest."""
+    if rank_cut is None and scores:
+        rank_cut = score_cut(pd.read_parquet(scores), params)
+    elif rank_cut is None and (params.get("drop_bottom_fraction") or params.get("min_d_score") is not None):
+        raise SelectError(
+            "select.drop_bottom_fraction / select.min_d_score need a ranking table: set rank.network (see "
+            "python -m animefaces.rank freeze)"
+        )
     items = load_items(manifests)
     if "shard" not in items.columns:
         items["shard"] = ""
@@ -305,11 +346,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--manifest-out", required=True, help="ledger manifest to write (RES/select/manifests/all.parquet)")
     ap.add_argument("--dataset-out", required=True, help="dataset table to write (RES/select/dataset.parquet)")
     ap.add_argument("--params", default="{}", help="the select config section as JSON")
+    ap.add_argument("--scores", help="the ranking table RES/rank/scores.parquet (for the low_d_score cut)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     try:
         params = parse_params(args.params, "select")
-        run(args.manifests, args.classes, params, args.manifest_out, args.dataset_out, args.threads)
+        run(args.manifests, args.classes, params, args.manifest_out, args.dataset_out, args.threads, scores=args.scores)
     except (SelectError, ConfigError) as exc:
         print(f"animefaces select: error: {exc}", file=sys.stderr)
         return 1

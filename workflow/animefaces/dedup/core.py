@@ -7,11 +7,17 @@
    items are visited best first; an item is dropped when an already-kept item lies within ``max_distance``, as a
    duplicate of the nearest such item (ties: the better one), else it is kept. So every dropped item is within
    ``max_distance`` of its survivor, and chains (A~B~C with A, C far apart) cannot merge unrelated pictures.
-   Colour check (``dedup.colour_check``): perceptual hashes see luminance only, so a hash-near pair also needs
-   colour thumbnails within ``max_colour_diff`` levels; colour variants of one line art are kept.
+   Verification (``dedup.colour_check``): perceptual hashes see luminance only, so a hash-near pair must also be
+   the same picture in colour: its 16 x 16 colour thumbnails must agree within ``max_colour_residual`` levels after
+   the best *global* colour transform (brightness, contrast, gamma, hue shift, saturation) and a small-crop
+   alignment (:func:`animefaces.dedup.hashing.colour_residual`); a mirror, or a copy drained of colour, is not the
+   same picture. Recoloured copies merge; colour variants of one line art (other hair, clothes, background) do
+   not, because no global transform maps one onto the other.
 
-"Best" (the survivor rule, deterministic): largest resolution (w * h), then lossless source over lossy, then lowest
-post id, then item id.
+"Best" (the survivor rule, deterministic; ``SURVIVOR_RULE``): lossless source over lossy, then larger resolution
+(w * h), then fewer JPEG block edges (``blockiness`` rounded to 0.1), then sharper (``sharpness``, Laplacian
+variance), then lowest post id, then item id. Each dropped row's ``survivor_rule`` detail names the first of these
+on which its survivor wins.
 
 Every dropped row records ``duplicate_of`` (the kept item it duplicates; an exact duplicate of an item that was
 itself dropped as a near duplicate points at the final survivor, with ``identical_to`` naming the exact twin) and
@@ -26,7 +32,7 @@ import pandas as pd
 from ..columns import carried_dtypes, int_or_none, na_columns, with_dtypes
 from ..config import fill_defaults
 from ..manifest import DROPPED, KEPT, LEDGER_COLUMNS, StageRows
-from .hashing import as_uint64, colour_diff
+from .hashing import as_uint64, colour_residual, same_picture
 from .index import near_pairs
 
 STAGE = "dedup"
@@ -43,7 +49,16 @@ PAIR_COLUMNS = [
     "path_a",
     "path_b",
     "dropped",
-    "colour_diff",
+    "colour_residual",
+]
+# the survivor rule, in order: (detail name, column, better direction); see priority_keys
+SURVIVOR_RULE = [
+    ("lossless", "lossless", "high"),
+    ("larger", "area", "high"),
+    ("less_blocky", "blockiness", "low"),
+    ("sharper", "sharpness", "high"),
+    ("lower_post_id", "post_id", "low"),
+    ("lower_item_id", "item_id", "low"),
 ]
 
 
@@ -74,16 +89,45 @@ def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         labels = new
 
 
-def priority_rank(df: pd.DataFrame) -> np.ndarray:
-    """Rank of each row under the survivor rule (0 = best): w*h desc, lossless first, post id asc, item id asc."""
+def priority_keys(df: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The survivor rule's sort keys per row, each oriented so that smaller is better (missing quality columns,
+    as in hand-built frames, count as ties)."""
+    n = len(df)
     area = df["width"].astype("int64").to_numpy() * df["height"].astype("int64").to_numpy()
     lossy = (~df["lossless"].astype(bool)).to_numpy().astype(np.int8)
-    post = df["post_id"].astype("Int64").fillna(np.iinfo(np.int64).max).astype("int64").to_numpy()
-    item = df["item_id"].astype(str).to_numpy()
-    order = np.lexsort((item, post, lossy, -area))
+
+    def quality(col: str, sign: float, decimals: int) -> np.ndarray:
+        if col not in df.columns:
+            return np.zeros(n)
+        v = pd.to_numeric(df[col], errors="coerce").astype("float64").fillna(np.inf * sign).to_numpy()
+        return sign * np.round(v, decimals)
+
+    return {
+        "lossless": lossy,
+        "area": -area,
+        "blockiness": quality("blockiness", 1.0, 1),
+        "sharpness": quality("sharpness", -1.0, 1),
+        "post_id": df["post_id"].astype("Int64").fillna(np.iinfo(np.int64).max).astype("int64").to_numpy(),
+        "item_id": df["item_id"].astype(str).to_numpy(),
+    }
+
+
+def priority_rank(df: pd.DataFrame) -> np.ndarray:
+    """Rank of each row under the survivor rule (0 = best): lossless first, larger w*h, less blocky, sharper,
+    lower post id, item id."""
+    keys = priority_keys(df)
+    order = np.lexsort(tuple(keys[col] for _, col, _ in reversed(SURVIVOR_RULE)))
     rank = np.empty(len(df), dtype=np.int64)
     rank[order] = np.arange(len(df))
     return rank
+
+
+def survivor_reason(keys: dict[str, np.ndarray], survivor: int, dropped: int) -> str:
+    """The first survivor-rule criterion on which row ``survivor`` beats row ``dropped``."""
+    for name, col, _ in SURVIVOR_RULE:
+        if keys[col][survivor] != keys[col][dropped]:
+            return name
+    return "identical"
 
 
 def _key_edges(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -105,12 +149,13 @@ def _key_edges(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def find_duplicates(
-    df: pd.DataFrame, max_distance: int, near: bool = True, max_colour_diff: float | None = None
+    df: pd.DataFrame, max_distance: int, near: bool = True, max_colour_residual: float | None = None
 ) -> pd.DataFrame:
     """Decide every row of ``df`` (the kept clean rows of all shards).
 
-    ``max_colour_diff``: when set, a hash-near pair only counts if the colour thumbnails (``colour_thumb``) differ
-    by at most this many levels on average; other pairs are reported with kind ``colour_differs`` and kept.
+    ``max_colour_residual``: when set, a hash-near pair only counts if its colour thumbnails (``colour_thumb``)
+    pass :func:`animefaces.dedup.hashing.same_picture` with this limit; other pairs are reported with kind
+    ``colour_differs`` and kept.
 
     Returns a frame aligned with ``df`` with columns ``status``, ``reason``, ``duplicate_of`` (row index of the
     survivor or -1), ``identical_to`` (row index of the exact twin that survived the exact step, or -1),
@@ -147,12 +192,12 @@ def find_duplicates(
         pair_a = np.where(better_first, gi, gj)  # a: the better item of the pair
         pair_b = np.where(better_first, gj, gi)
         pair_d = d
-        if max_colour_diff is not None:
+        if max_colour_residual is not None:
             if "colour_thumb" not in df.columns or df["colour_thumb"].isna().any():
                 raise ValueError("the colour check needs colour_thumb from the clean stage: rerun clean")
             thumbs = df["colour_thumb"].astype(str).to_numpy()
-            pair_c = colour_diff(thumbs[pair_a], thumbs[pair_b])
-            ok = pair_c <= max_colour_diff
+            pair_c, mirrored, chroma = colour_residual(thumbs[pair_a], thumbs[pair_b])
+            ok = same_picture(pair_c, mirrored, chroma, max_colour_residual)
             rej_a, rej_b, rej_d, rej_c = pair_a[~ok], pair_b[~ok], pair_d[~ok], pair_c[~ok]
             pair_a, pair_b, pair_d, pair_c = pair_a[ok], pair_b[ok], pair_d[ok], pair_c[ok]
         else:
@@ -203,7 +248,7 @@ def find_duplicates(
                 [np.bitwise_count(hashes[exact_rep[ex]] ^ hashes[ex]).astype(np.int64), pair_d, rej_d]
             ),
             "kind": ["exact"] * len(ex) + ["near"] * len(pair_a) + ["colour_differs"] * len(rej_a),
-            "colour_diff": np.concatenate([np.zeros(len(ex)), pair_c, rej_c]),
+            "colour_residual": np.concatenate([np.zeros(len(ex)), pair_c, rej_c]),
         }
     )
     out.attrs["pairs"] = pairs
@@ -239,7 +284,7 @@ def dedup_manifests(
         dup = allk["item_id"][allk["item_id"].duplicated()]
         if len(dup):
             raise ValueError(f"item id {dup.iloc[0]!r} is kept in more than one clean manifest")
-    colour = float(params["max_colour_diff"]) if params["colour_check"] else None
+    colour = float(params["max_colour_residual"]) if params["colour_check"] else None
     decision = (
         find_duplicates(allk, int(params["max_distance"]), bool(params["near"]), colour)
         if len(allk)
@@ -255,6 +300,7 @@ def dedup_manifests(
     dup_of = decision["duplicate_of"].to_numpy()
     twin = decision["identical_to"].to_numpy()
     dist = decision["distance"].to_numpy()
+    keys = priority_keys(allk) if len(allk) else {}
     for idx, rec in enumerate(allk.to_dict(orient="records")):
         post_id = int_or_none(rec["post_id"])
         item = str(rec["item_id"])
@@ -262,7 +308,11 @@ def dedup_manifests(
         if status[idx] == KEPT:
             target.kept(post_id, item, item, **{c: rec[c] for c in carry})
         else:
-            details = {"duplicate_of": items[int(dup_of[idx])], "distance": int(dist[idx])}
+            details = {
+                "duplicate_of": items[int(dup_of[idx])],
+                "distance": int(dist[idx]),
+                "survivor_rule": survivor_reason(keys, int(dup_of[idx]), idx),
+            }
             if int(twin[idx]) >= 0:
                 details["identical_to"] = items[int(twin[idx])]
             target.dropped(post_id, item, str(reason[idx]), details, **empty)
@@ -271,7 +321,7 @@ def dedup_manifests(
 
     pairs = decision.attrs.get("pairs") if len(allk) else None
     if pairs is None or not len(pairs):
-        kinds = {"distance": "int64", "colour_diff": "float64"}
+        kinds = {"distance": "int64", "colour_residual": "float64"}
         pairs_df = pd.DataFrame({c: pd.Series(dtype=kinds.get(c, "string")) for c in PAIR_COLUMNS})
     else:
         a = pairs["a"].to_numpy()
@@ -292,7 +342,7 @@ def dedup_manifests(
                 "path_a": pd.array(path[a], dtype="string"),
                 "path_b": pd.array(path[b], dtype="string"),
                 "dropped": pd.array(dropped, dtype="string"),
-                "colour_diff": pairs["colour_diff"].astype("float64").round(2),
+                "colour_residual": pairs["colour_residual"].astype("float64").round(2),
             }
         ).sort_values(["kind", "distance", "item_a", "item_b"], ignore_index=True)
     n_exact = int((decision["reason"] == EXACT).sum()) if len(allk) else 0
