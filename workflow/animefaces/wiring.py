@@ -51,6 +51,12 @@ def input_folder(name: str) -> Callable[..., str]:
     return folder
 
 
+def rank_network(config: dict) -> list[str]:
+    """The frozen discriminator the rank rule reads: ``[rank.network]``, or ``[]`` when unset (no ranking)."""
+    network = config["rank"]["network"]
+    return [network] if network else []
+
+
 # ------------------------------------------------------------------------------------------------- pack
 
 

@@ -25,6 +25,7 @@ from animefaces.wiring import (  # noqa: E402
     pack_output,
     pack_params,
     pack_targets,
+    rank_network,
     report_files,
     report_manifests,
     train_data,

@@ -3,7 +3,7 @@
 # so select -> pack -> train never feeds back into this rule within one DAG. Runs only when rank.network is set;
 # select reads the table only when select.drop_bottom_fraction or select.min_d_score asks for a cut.
 
-RANK_NETWORK = config["rank"]["network"]
+RANK_NETWORK = rank_network(config)
 RANK_SCORES = f"{RES}/rank/scores.parquet"
 
 
@@ -36,7 +36,7 @@ rule rank:
         mem_mb=4000,
     params:
         cfg=section_json(config, "rank"),
-        sheets=f"{RES}/rank/sheets",
+        sheets=output_folder("bottom"),
     shell:
         "python -m animefaces.rank --manifests {input.manifests:q} --out {output.scores:q}"
         " --sheets {params.sheets:q} --params {params.cfg:q} --threads {threads} > {log:q} 2>&1"
