@@ -23,6 +23,8 @@ from ..idlists import read_list_file
 ORDER = [
     "malformed_record",
     "invalid_id",
+    "invalid_file_name",
+    "unreadable_directory",
     "duplicate_id",
     "invalid_file_ext",
     "deleted",

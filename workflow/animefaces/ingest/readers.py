@@ -212,6 +212,7 @@ def _parse_int(text: str) -> int | HugeNumber:
 BLANK = object()  # what decode_line returns for a blank line
 _scan = json.JSONDecoder().scan_once
 _scan_big = json.JSONDecoder(parse_int=_parse_int).scan_once
+_raw_decode_big = json.JSONDecoder(parse_int=_parse_int).raw_decode
 
 
 def decode_line(line: bytes) -> Any:
@@ -267,6 +268,25 @@ def iter_record_batches(stream: io.BufferedReader) -> Iterator[tuple[list[int], 
 
 
 _fast_decoder = msgspec.json.Decoder(RawPost)
+
+
+def _read_block(stream: io.BufferedReader, size: int) -> tuple[bytes, BaseException | None]:
+    """Up to ``size`` bytes, in the pieces the decompressor delivers, so that damaged compressed data loses only
+    the piece it is in: ``(bytes read, the read error or None)``."""
+    chunks: list[bytes] = []
+    got = 0
+    try:
+        while got < size:
+            piece = stream.read1(size - got)
+            if not piece:
+                break
+            chunks.append(piece)
+            got += len(piece)
+    except READ_ERRORS as exc:
+        return b"".join(chunks), exc
+    return b"".join(chunks), None
+
+
 _FAST_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
 
 
@@ -292,8 +312,15 @@ def iter_json_lines_fast(stream: io.BufferedReader) -> Iterator[tuple[list[int],
     n = 0
     carry = b""
     skipping = False  # inside an oversized line: drop bytes up to the next newline
+    damage: BaseException | None = None
     while True:
-        data = stream.read(LINE_BLOCK_BYTES)
+        if damage is not None:  # the lines read before the damage were yielded: now fail
+            raise damage
+        data, damage = _read_block(stream, LINE_BLOCK_BYTES)
+        if damage is not None:  # keep the complete lines before the damage, drop the cut one
+            data = data[: data.rfind(b"\n") + 1]
+            if not data and not carry:
+                raise damage
         eof = not data
         if skipping and not eof:
             cut = data.find(b"\n")
@@ -330,19 +357,26 @@ def iter_json_lines_fast(stream: io.BufferedReader) -> Iterator[tuple[list[int],
         ns: list[int] = []
         out: list[Any] = []
         parts = block.split(b"\n")
-        if block.endswith(b"\n"):
-            parts.pop()
-        for line in parts:
+        last = len(parts) - 1  # the part after the last newline ("" if the block ends with one)
+        for i, line in enumerate(parts):
+            if i == last and not line:
+                break
             n += 1
             if len(line) >= limit:
                 value: Any = Malformed(f"line longer than {MAX_RECORD_BYTES} bytes")
-            elif line.isascii() or _utf8(line):
+                ns.append(n)
+                out.append(value)
+                continue
+            if _utf8(line):
                 try:
                     value = decode(line)
                 except _FAST_ERRORS:
-                    value = decode_line(line)
-            else:
-                value = decode_line(line)
+                    value = None
+                else:
+                    ns.append(n)
+                    out.append(value)
+                    continue
+            value = decode_line(line + b"\n" if i < last else line)  # (errors count the newline, as before)
             if value is BLANK:
                 continue
             ns.append(n)
@@ -432,7 +466,22 @@ def iter_json_array(stream: io.BufferedReader) -> Iterator[tuple[int, Any]]:
         n += 1
         while True:
             try:
-                value, end = decode(buf, pos)
+                try:
+                    value, end = decode(buf, pos)
+                except RecursionError:
+                    value, end = Malformed("nested deeper than the JSON reader's recursion limit"), None
+                except ValueError as exc:  # an integer longer than Python's 4300-digit conversion limit
+                    if isinstance(exc, json.JSONDecodeError):
+                        raise
+                    value, end = _raw_decode_big(buf, pos)
+                if end is None:  # step over the value that could not be decoded
+                    stop = _value_end(buf, pos)
+                    while stop is None and more():
+                        stop = _value_end(buf, pos)
+                    if stop is None:
+                        yield n, value
+                        return
+                    end = stop
             except json.JSONDecodeError as exc:
                 stop = _value_end(buf, pos)
                 if stop is None:  # the element runs past the buffer: read on unless it is absurdly large
