@@ -120,7 +120,9 @@ def decompressed(raw: IO[bytes]) -> Iterator[io.BufferedReader]:
     else:
         inner = bz2.BZ2File(buffered)  # noqa: SIM115
     with inner:
-        yield io.BufferedReader(inner, BUFFER_BYTES)  # type: ignore[arg-type]
+        # (already buffered, with peek/read1/readline: a further buffer would read 1 MiB at a time from the
+        # decompressor, so damaged data would lose the whole MiB before it, not just the piece it is in)
+        yield inner  # type: ignore[misc]
 
 
 def iter_sources(path: str | os.PathLike[str]) -> Iterator[tuple[str, io.BufferedReader]]:
@@ -277,7 +279,7 @@ def _read_block(stream: io.BufferedReader, size: int) -> tuple[bytes, BaseExcept
     got = 0
     try:
         while got < size:
-            piece = stream.read1(size - got)
+            piece = stream.read1(min(size - got, 1 << 16))
             if not piece:
                 break
             chunks.append(piece)
