@@ -31,7 +31,7 @@ from ..shards import N_BUCKETS, check_count, shard_names, shard_of_bucket
 from . import filters as F
 from .classes import CharacterNamer, ClassesConfig, top_classes, write_classes
 from .folder import FolderItem, FolderProblem, image_size, iter_folder
-from .mirror import MirrorIndex, check_layout, image_path
+from .mirror import MirrorIndex, image_path
 from .readers import (
     READ_ERRORS,
     DamagedMetadata,
