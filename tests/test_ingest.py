@@ -331,7 +331,8 @@ def test_every_shard_has_a_manifest_with_the_same_columns(tmp_path):
     frames = [pd.read_parquet(f) for f in files]
     assert all(list(f.columns) == list(frames[0].columns) for f in frames)
     assert all(dict(f.dtypes) == dict(frames[0].dtypes) for f in frames)
-    assert [len(f) for f in frames] == [1, 0, 0, 0, 0, 0, 0, 0]
+    assert [len(f) for f in frames] == [int(shard_of(5, 7) == f.stem) for f in files]
+    assert shard_of(5, 7) == "005"  # bucket 5 of 7 shards dealt in turn
     assert str(frames[0]["post_id"].dtype) == "Int64" and str(frames[0]["label"].dtype) == "Int64"
 
 
@@ -679,7 +680,8 @@ def test_folder_source(tmp_path):
         filter_={"min_width": 64, "extensions": ["png", "jpg", "webp"], "ratings": ["e"]},  # fmt: skip
     )
     got = {r["parent_id"]: r for r in rows.to_dict(orient="records")}
-    assert set(got) == {"a/12.png", "a/7.webp", "a/99.png", "b/12.jpg", "b/13.gif", "b/cat.PNG"}
+    assert set(got) == {"a/12.png", "a/7.webp", "a/99.png", "b/12.jpg", "b/13.gif", "b/cat.PNG", "notes.txt"}
+    assert got["notes.txt"]["reason"] == "unsupported_format"
     assert got["a/12.png"]["status"] == "kept" and got["a/12.png"]["post_id"] == 12
     assert got["a/12.png"]["path"] == str(root / "a" / "12.png") and got["a/12.png"]["width"] == 80
     assert got["b/12.jpg"]["reason"] == "duplicate_id"
@@ -687,12 +689,12 @@ def test_folder_source(tmp_path):
     assert got["b/13.gif"]["reason"] == "extension_not_allowed"
     assert got["a/99.png"]["reason"] == "missing_file"
     cat = got["b/cat.PNG"]
-    assert cat["status"] == "kept" and cat["post_id"] >= 10**15 and cat["file_ext"] == "png"
+    assert cat["status"] == "kept" and 10**10 <= cat["post_id"] < 10**11 and cat["file_ext"] == "png"
     assert "sha256 of the relative path" in json.loads(cat["details"])["id_from"]
     rows2, _ = run(tmp_path, [], root=root, source="folder")
     assert {r["parent_id"]: r["post_id"] for r in rows2.to_dict(orient="records")}["b/cat.PNG"] == cat["post_id"]
     assert ledger.reconcile(ledger.load_ledger(tmp_path / "results" / "t")) == []
-    assert result.shapes == {"folder": 6}
+    assert result.shapes == {"folder": 7}
 
 
 # ---------------------------------------------------------------------------------------------- workflow

@@ -32,7 +32,7 @@ PIP_ONLY = {
     ),
 }
 FAMILIES: dict[str, tuple[str, list[str]]] = {
-    "ingest": ("rules demo_*, ingest, select: metadata streaming, demo drawing, selection", []),
+    "ingest": ("rules demo_*, ingest, select: metadata streaming, demo drawing, selection", ["msgspec"]),
     "vision": (
         "rules fetch_cascade, crop, clean, dedup, normalise: detection, decoding, hashing, resizing",
         ["imagehash", "animeface", "opencv-python-headless"],

@@ -1,5 +1,10 @@
 """Sharding: posts go to one of 1000 buckets by ``id % 1000`` (Danbooru's own folder layout), and the buckets
-are grouped into ``count`` contiguous shards. The DAG has one job per shard, never one per image."""
+are dealt to ``count`` shards in turn (bucket ``b`` -> shard ``b % count``), so any run of consecutive ids, e.g. a
+folder of ``1.png`` .. ``N.png``, spreads over every shard (contiguous groups would put ids 1..124 all in shard 0
+of 8). The DAG has one job per shard, never one per image.
+
+(Until 2026-11 buckets were grouped contiguously, ``b * count // 1000``: results/ made before then have other
+shard assignments and are rebuilt from ingest on.)"""
 
 from __future__ import annotations
 
@@ -16,9 +21,14 @@ def bucket_of(post_id: int) -> int:
     return int(post_id) % N_BUCKETS
 
 
+def shard_of_bucket(bucket: int, count: int) -> int:
+    """Shard index of a bucket: bucket ``b`` belongs to shard ``b % count``."""
+    return int(bucket) % check_count(count)
+
+
 def shard_index(post_id: int, count: int) -> int:
-    """Shard index of a post: bucket ``b`` belongs to shard ``b * count // 1000``."""
-    return bucket_of(post_id) * check_count(count) // N_BUCKETS
+    """Shard index of a post."""
+    return shard_of_bucket(bucket_of(post_id), count)
 
 
 def shard_name(index: int) -> str:
@@ -34,8 +44,5 @@ def shard_names(count: int) -> list[str]:
 
 
 def buckets_of_shard(index: int, count: int) -> range:
-    """The contiguous bucket range a shard holds (inverse of :func:`shard_index`)."""
-    count = check_count(count)
-    lo = -(-index * N_BUCKETS // count)  # ceil(index * 1000 / count)
-    hi = -(-(index + 1) * N_BUCKETS // count)
-    return range(lo, hi)
+    """The buckets a shard holds (inverse of :func:`shard_index`)."""
+    return range(index, N_BUCKETS, check_count(count))

@@ -22,14 +22,26 @@ def _canonical(value: Any) -> str:
 
 def check_config(config: dict) -> None:
     """The checks the schema cannot express, run at DAG build so the message (naming the key) comes before any
-    job: the demo's dataset keys, the filter section, the class table options."""
+    job: the demo's dataset keys, the filter section, the class table options, dataset.root (a pre-flight sample)."""
     from .demo import check_config as check_demo_config
     from .ingest.classes import ClassesConfig
     from .ingest.filters import check_filter_config
+    from .ingest.preflight import preflight
 
     check_demo_config(config)
     check_filter_config(config["filter"])
     ClassesConfig.from_section(config["classes"])
+    # a dataset.root where none of 200 sampled posts has its image: stop now, naming the key
+    preflight(config["dataset"], demo_enabled=config["demo"]["enabled"])
+
+
+def metadata_files(config: dict) -> list[str]:
+    """The ingest rule's metadata inputs: ``dataset.metadata`` with globs and directories expanded."""
+    from .ingest.readers import expand_metadata
+
+    if config["dataset"]["source"] != "danbooru":
+        return []
+    return expand_metadata(config["dataset"]["metadata"])
 
 
 def output_folder(name: str) -> Callable[..., str]:

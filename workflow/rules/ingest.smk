@@ -1,6 +1,11 @@
 # ingest: ONE job streams all Danbooru metadata (or lists the image folder), applies `filter` and `classes`, and
 # writes a manifest for every shard (empty ones too), unsharded.parquet (records without a usable post id) and
 # classes.tsv. Logic: workflow/animefaces/ingest/.
+from animefaces.wiring import metadata_files
+
+# dataset.metadata may hold globs and directories: the rule's input is the files they stand for
+METADATA_FILES = metadata_files(config)
+
 INGEST_MANIFESTS = expand(
     f"{RES}/ingest/manifests/{{shard}}.parquet", shard=SHARDS + ["unsharded"]
 )
@@ -8,11 +13,7 @@ INGEST_MANIFESTS = expand(
 
 rule ingest:
     input:
-        metadata=(
-            config["dataset"]["metadata"]
-            if config["dataset"]["source"] == "danbooru"
-            else []
-        ),
+        metadata=METADATA_FILES,
         id_list=config["filter"]["id_list"] or [],
     output:
         manifests=INGEST_MANIFESTS,

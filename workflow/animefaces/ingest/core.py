@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,13 +27,30 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..manifest import DROPPED, KEPT, manifest_path, write_manifest
-from ..shards import N_BUCKETS, check_count, shard_names
+from ..shards import N_BUCKETS, check_count, shard_names, shard_of_bucket
 from . import filters as F
 from .classes import CharacterNamer, ClassesConfig, top_classes, write_classes
-from .folder import image_size, iter_folder
+from .folder import FolderItem, FolderProblem, image_size, iter_folder
 from .mirror import MirrorIndex, image_path
-from .readers import READ_ERRORS, Malformed, MetadataError, iter_records, iter_sources
-from .records import MAX_ID, TAG_WS, describe_bad_id, nested_tags, record_tags, to_bool, to_int
+from .readers import (
+    READ_ERRORS,
+    DamagedMetadata,
+    Malformed,
+    MetadataError,
+    expand_metadata,
+    iter_record_batches,
+    iter_sources,
+)
+from .records import (
+    BOOL_COLUMNS,
+    INT_COLUMNS,
+    STRING_COLUMNS,
+    RawPost,
+    describe_bad_id,
+    int_array,
+    normalise_batch,
+    raw_post,
+)
 
 log = logging.getLogger("animefaces.ingest")
 
@@ -124,67 +141,16 @@ class SeenIds:
         return dup
 
 
-@dataclass
-class _Batch:
-    """Column lists of one batch of records with usable ids, from one source (the Python path)."""
-
-    source: str
-    n: list[int] = field(default_factory=list)
-    post_id: list[int] = field(default_factory=list)
-    file_ext: list[Any] = field(default_factory=list)
-    width: list[Any] = field(default_factory=list)
-    height: list[Any] = field(default_factory=list)
-    score: list[Any] = field(default_factory=list)
-    rating: list[Any] = field(default_factory=list)
-    md5: list[Any] = field(default_factory=list)
-    deleted: list[bool] = field(default_factory=list)
-    banned: list[bool] = field(default_factory=list)
-    flagged: list[bool] = field(default_factory=list)
-    general: list[str] = field(default_factory=list)
-    character: list[str] = field(default_factory=list)
-    copyright: list[str] = field(default_factory=list)
-    artist: list[str] = field(default_factory=list)
-    meta: list[str] = field(default_factory=list)
-
-    def appenders(self) -> tuple:
-        """The ``append`` methods of the 16 column lists, in field order (bound once per batch by the hot loop)."""
-        return (
-            self.n.append,
-            self.post_id.append,
-            self.file_ext.append,
-            self.width.append,
-            self.height.append,
-            self.score.append,
-            self.rating.append,
-            self.md5.append,
-            self.deleted.append,
-            self.banned.append,
-            self.flagged.append,
-            self.general.append,
-            self.character.append,
-            self.copyright.append,
-            self.artist.append,
-            self.meta.append,
-        )
-
-    def arrays(self) -> dict[str, pa.Array]:
-        return {
-            "post_id": pa.array(self.post_id, pa.int64()),
-            "file_ext": pa.array(self.file_ext, pa.string()),
-            "width": _int_array(self.width),
-            "height": _int_array(self.height),
-            "score": _int_array(self.score),
-            "rating": pa.array(self.rating, pa.string()),
-            "md5": pa.array(self.md5, pa.string()),
-            "deleted": pa.array(self.deleted, pa.bool_()),
-            "banned": pa.array(self.banned, pa.bool_()),
-            "flagged": pa.array(self.flagged, pa.bool_()),
-            "general": pa.array(self.general, pa.string()),
-            "character": pa.array(self.character, pa.string()),
-            "copyright": pa.array(self.copyright, pa.string()),
-            "artist": pa.array(self.artist, pa.string()),
-            "meta": pa.array(self.meta, pa.string()),
-        }
+def _arrays(cols: dict[str, list], ids: list[int]) -> dict[str, pa.Array]:
+    """Arrow arrays of the folder source's columns."""
+    out = {"post_id": pa.array(ids, pa.int64())}
+    for name in INT_COLUMNS:
+        out[name] = int_array(cols[name])
+    for name in BOOL_COLUMNS:
+        out[name] = pa.array(cols[name], pa.bool_())
+    for name in STRING_COLUMNS:
+        out[name] = pa.array(cols[name], pa.string())
+    return out
 
 
 @dataclass
@@ -195,13 +161,7 @@ class _Folder:
     paths: list[str]
     kept_details: list[str]
     outside: list[bool]
-
-
-def _int_array(values: list[Any]) -> pa.Array:
-    try:
-        return pa.array(values, pa.int64())
-    except (OverflowError, pa.ArrowInvalid):  # a number beyond Int64 counts as unknown
-        return pa.array([v if v is None or -(1 << 63) <= v < (1 << 63) else None for v in values], pa.int64())
+    unsupported: list[str]  # why a file is not an image Pillow reads ("" = it is one)
 
 
 @dataclass
@@ -243,6 +203,7 @@ class Ingestor:
         shard_count: int,
         root: str,
         out_dir: str | os.PathLike[str],
+        layout: str = "original",
     ) -> None:
         self.out_dir = os.fspath(out_dir)
         self.cfg = filter_cfg
@@ -250,7 +211,8 @@ class Ingestor:
         self.count = check_count(shard_count)
         self.names = shard_names(self.count)
         self.root = root.rstrip("/") or "/"
-        self.mirror = MirrorIndex(root)
+        self.layout = layout
+        self.mirror = MirrorIndex(root, layout)
         self.seen = SeenIds()
         self.namer = CharacterNamer(classes_cfg.aliases)
         self.char_counts: Counter[str] = Counter()
@@ -261,7 +223,7 @@ class Ingestor:
         self.spill_files: list[str] = []
         self.unsharded: list[tuple[str, str, str]] = []  # (item/parent id, reason, details json)
         self.result = IngestResult()
-        self._shard_of_bucket = (np.arange(N_BUCKETS, dtype=np.int64) * self.count) // N_BUCKETS
+        self._shard_of_bucket = np.asarray([shard_of_bucket(b, self.count) for b in range(N_BUCKETS)], np.int64)
 
     # ------------------------------------------------------------------------------------------ reading
 
@@ -272,125 +234,91 @@ class Ingestor:
     def add_metadata_file(self, path: str | os.PathLike[str]) -> None:
         for name, stream in iter_sources(path):
             try:
-                self.add_records(name, iter_records(stream))
+                self.add_records(name, iter_record_batches(stream))
             except READ_ERRORS as exc:
-                raise MetadataError(
+                raise DamagedMetadata(
                     f"metadata {name!r} (from {os.fspath(path)!r}) is damaged or truncated: {exc}; "
                     "re-download or re-create it"
                 ) from exc
 
-    def add_records(self, source: str, items) -> None:
-        """Consume ``(n, record)`` pairs from one source (n is the record number used in the parent id).
-
-        The hot loop of ingest: one pass per record appending the normalised fields to column lists (locals,
-        not attributes: this loop runs millions of times); see ``records.normalise`` for the readable version
-        (the tests check that both agree)."""
+    def add_records(self, source: str, batches: Iterable[tuple[list[int], list[Any]]]) -> None:
+        """Consume ``(record numbers, values)`` batches from one source (n is the record number used in the
+        parent id; a value is a ``RawPost``, a decoded JSON value or a ``Malformed``), in ``BATCH``-sized steps."""
         t0 = time.perf_counter()
-        shapes = self.result.shapes
-        nested = flat = records = 0
-        ws = TAG_WS
-        b = _Batch(source)
-        (a_n, a_id, a_ext, a_w, a_h, a_score, a_rating, a_md5, a_del, a_ban, a_flag, a_g, a_c, a_co, a_a, a_m) = (
-            b.appenders()
-        )
-        for n, obj in items:
-            records += 1
-            if type(obj) is not dict:
-                err = obj.error if isinstance(obj, Malformed) else f"record is a JSON {_json_type(obj)}, not an object"
-                self._drop_unsharded(f"{source}:{n}", "malformed_record", {"error": err})
-                continue
-            get = obj.get
-            pid = get("id")
-            if type(pid) is not int:
-                pid = to_int(pid)
-            if pid is None or pid < 1 or pid > MAX_ID:
-                self._drop_unsharded(f"{source}:{n}", "invalid_id", {"id": describe_bad_id(get("id"))})
-                continue
-            a_n(n)
-            a_id(pid)
-            v = get("file_ext")
-            a_ext(v if type(v) is str else None)
-            v = get("image_width")
-            a_w(v if type(v) is int else to_int(v))
-            v = get("image_height")
-            a_h(v if type(v) is int else to_int(v))
-            v = get("score")
-            a_score(v if type(v) is int else to_int(v))
-            v = get("rating")
-            a_rating(v if type(v) is str else None)
-            v = get("md5")
-            a_md5(v if type(v) is str else "")
-            v = get("is_deleted")
-            a_del(v is True or (v is not False and v is not None and to_bool(v)))
-            v = get("is_banned")
-            a_ban(v is True or (v is not False and v is not None and to_bool(v)))
-            v = get("is_flagged")
-            a_flag(v is True or (v is not False and v is not None and to_bool(v)))
-            tags = get("tags")
-            v = get("tag_string_general")
-            if type(tags) is list:
-                nested += 1
-                g = nested_tags(tags)
-                a_g(" ".join(g["general"]))
-                a_c(" ".join(g["character"]))
-                a_co(" ".join(g["copyright"]))
-                a_a(" ".join(g["artist"]))
-                a_m(" ".join(g["meta"]))
-            elif type(v) is str:
-                flat += 1
-                a_g(v.strip(ws))
-                v = get("tag_string_character")
-                a_c(v.strip(ws) if type(v) is str else "")
-                v = get("tag_string_copyright")
-                a_co(v.strip(ws) if type(v) is str else "")
-                v = get("tag_string_artist")
-                a_a(v.strip(ws) if type(v) is str else "")
-                v = get("tag_string_meta")
-                a_m(v.strip(ws) if type(v) is str else "")
-            else:
-                shape, t = record_tags(obj)
-                shapes[shape] += 1
-                a_g(t["general"])
-                a_c(t["character"])
-                a_co(t["copyright"])
-                a_a(t["artist"])
-                a_m(t["meta"])
-            if len(b.n) >= BATCH:
-                self._add_time("read", time.perf_counter() - t0)
-                self._decide(source, np.asarray(b.n, dtype=np.int64), b.arrays())
-                t0 = time.perf_counter()
-                b = _Batch(source)
-                (
-                    a_n,
-                    a_id,
-                    a_ext,
-                    a_w,
-                    a_h,
-                    a_score,
-                    a_rating,
-                    a_md5,
-                    a_del,
-                    a_ban,
-                    a_flag,
-                    a_g,
-                    a_c,
-                    a_co,
-                    a_a,
-                    a_m,
-                ) = b.appenders()
-        shapes["nested"] += nested
-        shapes["flat"] += flat
-        self.result.records += records
+        ns: list[int] = []
+        values: list[Any] = []
+        try:
+            for batch_ns, batch_values in batches:
+                ns += batch_ns
+                values += batch_values
+                while len(ns) >= BATCH:
+                    self._add_time("read", time.perf_counter() - t0)
+                    self._add_batch(source, ns[:BATCH], values[:BATCH])
+                    t0 = time.perf_counter()
+                    del ns[:BATCH], values[:BATCH]
+        except (*READ_ERRORS, MetadataError):  # damaged data: keep what was read before it, then fail
+            if ns:
+                self._add_batch(source, ns, values)
+            raise
         self._add_time("read", time.perf_counter() - t0)
-        if b.n:
-            self._decide(source, np.asarray(b.n, dtype=np.int64), b.arrays())
+        if ns:
+            self._add_batch(source, ns, values)
+
+    def _add_batch(self, source: str, ns: list[int], values: list[Any]) -> None:
+        """Normalise one batch of records: those without a usable post id (or not an object, or holding text
+        that is not Unicode) become unsharded rows, in record order; the rest are decided by ``_decide``."""
+        t0 = time.perf_counter()
+        self.result.records += len(ns)
+        if set(map(type, values)) != {RawPost}:
+            values = [raw_post(v) if type(v) is dict else v for v in values]
+        objects = [i for i, v in enumerate(values) if type(v) is RawPost] if len(values) else []
+        posts = values if len(objects) == len(values) else [values[i] for i in objects]
+        norm = normalise_batch(posts)
+        good = norm.valid()
+        if len(good) != len(values):  # the rare batch with rows that go to unsharded.parquet
+            bad = dict.fromkeys(range(len(values)))
+            for k in good:
+                del bad[objects[k]]
+            where = {i: k for k, i in enumerate(objects)}
+            for i in bad:
+                locator, value = f"{source}:{ns[i]}", values[i]
+                k = where.get(i)
+                if k is None:
+                    err = (
+                        value.error
+                        if isinstance(value, Malformed)
+                        else f"record is a JSON {_json_type(value)}, not an object"
+                    )
+                    self._drop_unsharded(locator, "malformed_record", {"error": err})
+                elif k in norm.unencodable:
+                    err = f"field {norm.unencodable[k]!r} is not valid Unicode (a lone surrogate escape)"
+                    self._drop_unsharded(locator, "malformed_record", {"error": err})
+                else:
+                    self._drop_unsharded(locator, "invalid_id", {"id": describe_bad_id(posts[k].id)})
+        cols = norm.columns
+        if len(good) == len(posts):
+            ids, shapes = norm.id, norm.shapes
+        else:
+            take = pa.array(good, pa.int64())
+            cols = {name: col.take(take) for name, col in cols.items()}
+            ids, shapes = [norm.id[k] for k in good], [norm.shapes[k] for k in good]
+        self.result.shapes.update(shapes)
+        self._add_time("read", time.perf_counter() - t0)
+        if good:
+            cols["post_id"] = pa.array(ids, pa.int64())
+            self._decide(source, np.asarray([ns[objects[k]] for k in good], dtype=np.int64), cols)
 
     def add_folder(self, root: str) -> None:
-        """The folder source: one post per image file under ``root`` (see :mod:`animefaces.ingest.folder`)."""
+        """The folder source: one ledger row per file under ``root`` (see :mod:`animefaces.ingest.folder`)."""
         t0 = time.perf_counter()
         need_size = bool(self.cfg.min_width or self.cfg.min_height)
         items = []
         for item in iter_folder(root):
+            if isinstance(item, FolderProblem):
+                self.result.records += 1
+                self.result.shapes["folder"] += 1
+                self._drop_unsharded(item.locator, item.reason, item.details)
+                continue
             items.append(item)
             if len(items) >= BATCH:
                 self._add_time("read", time.perf_counter() - t0)
@@ -401,28 +329,40 @@ class Ingestor:
         if items:
             self._folder_batch(items, need_size)
 
-    def _folder_batch(self, items: list, need_size: bool) -> None:
+    def _folder_batch(self, items: list[FolderItem], need_size: bool) -> None:
         first = self.result.records + 1
         self.result.records += len(items)
         self.result.shapes["folder"] += len(items)
-        b = _Batch("folder")
-        sizes = [image_size(it.path) if need_size and not it.outside else (None, None) for it in items]
-        b.post_id = [it.post_id for it in items]
-        b.file_ext = [it.file_ext for it in items]
-        b.width = [w for w, _ in sizes]
-        b.height = [h for _, h in sizes]
+        sizes = [
+            image_size(it.path) if need_size and not it.outside and not it.unsupported else (None, None) for it in items
+        ]
         k = len(items)
-        b.score, b.rating, b.md5 = [None] * k, [None] * k, [""] * k
-        b.deleted = b.banned = b.flagged = [False] * k
-        b.general = b.character = b.copyright = b.artist = b.meta = [""] * k
-        note = json.dumps({"id_from": "sha256 of the relative path (the file stem is not a number)"})
+        cols: dict[str, list] = {
+            "file_ext": [it.file_ext for it in items],
+            "width": [w for w, _ in sizes],
+            "height": [h for _, h in sizes],
+            "score": [None] * k,
+            "rating": [None] * k,
+            "md5": [""] * k,
+            **{name: [False] * k for name in ("deleted", "banned", "flagged")},
+            **{name: [""] * k for name in ("general", "character", "copyright", "artist", "meta")},
+        }
+        arrays = _arrays(cols, [it.post_id for it in items])
+        arrays["unsupported"] = np.asarray([bool(it.unsupported) for it in items], dtype=bool)
+        kept_details = []
+        for it in items:
+            note = {"id_from": "sha256 of the relative path (the file stem is not a number)"} if it.id_from_hash else {}
+            if it.file_ext != it.relpath.rpartition(".")[2].lower():
+                note["file_ext_from"] = "the file's content (its name has no image extension)"
+            kept_details.append(_dumps(note) if note else _EMPTY_DETAILS)
         extra = _Folder(
             parents=[it.relpath for it in items],
             paths=[it.path for it in items],
-            kept_details=[note if it.id_from_hash else _EMPTY_DETAILS for it in items],
+            kept_details=kept_details,
             outside=[it.outside for it in items],
+            unsupported=[it.unsupported for it in items],
         )
-        self._decide("folder", np.arange(first, first + k, dtype=np.int64), b.arrays(), extra)
+        self._decide("folder", np.arange(first, first + k, dtype=np.int64), arrays, extra)
 
     def _add_time(self, key: str, seconds: float) -> None:
         self.result.timings[key] = self.result.timings.get(key, 0.0) + seconds
@@ -470,10 +410,9 @@ class Ingestor:
                 for i in kept_idx:
                     paths[i] = folder.paths[i]
             else:
-                root = self.root
                 exts = cols["file_ext"].take(take).to_pylist()
                 for i, pid, ext in zip(kept_idx.tolist(), ids[kept_idx].tolist(), exts, strict=True):
-                    paths[i] = image_path(root, pid, ext)
+                    paths[i] = image_path(self.root, pid, ext, self.layout)
             namer = self.namer
             for i, tags in zip(kept_idx.tolist(), cols["character"].take(take).to_pylist(), strict=True):
                 characters[i] = namer(tags)
@@ -560,6 +499,14 @@ class Ingestor:
                     _dumps({"width": w, "height": h, "min_width": cfg.min_width, "min_height": cfg.min_height})
                     for w, h in zip(ws, hs, strict=True)
                 ]
+            elif reason == "unsupported_format":
+                if folder is not None:
+                    texts = [_dumps({"path": folder.parents[i], "why": folder.unsupported[i]}) for i in idx.tolist()]
+                else:
+                    texts = _templated(
+                        cols["file_ext"].take(take).to_pylist(),
+                        lambda v: {"file_ext": v, "why": "Pillow (as installed) has no decoder for this format"},
+                    )
             elif reason == "missing_file":
                 if folder is not None:
                     texts = [
@@ -576,13 +523,14 @@ class Ingestor:
 
     def _missing_details(self, ids: list[int], exts: list[str]) -> list[str]:
         texts = [
-            '{"path": ' + json.dumps(image_path(self.root, pid, ext)) + "}" for pid, ext in zip(ids, exts, strict=True)
+            '{"path": ' + json.dumps(image_path(self.root, pid, ext, self.layout)) + "}"
+            for pid, ext in zip(ids, exts, strict=True)
         ]
         if self.mirror.rejected:
             for k, (pid, ext) in enumerate(zip(ids, exts, strict=True)):
                 why = self.mirror.rejected.get((pid, ext))
                 if why:
-                    texts[k] = _dumps({"path": image_path(self.root, pid, ext), "why": why})
+                    texts[k] = _dumps({"path": image_path(self.root, pid, ext, self.layout), "why": why})
         return texts
 
     # ---------------------------------------------------------------------------------------- writing
@@ -726,12 +674,29 @@ def ingest(
     classes_cfg = ClassesConfig.from_section(classes_section)
     source = dataset.get("source", "danbooru")
     root = dataset.get("root") or "."
-    ing = Ingestor(cfg, classes_cfg, shard_count, root, out_dir)
+    ing = Ingestor(cfg, classes_cfg, shard_count, root, out_dir, dataset.get("layout") or "original")
     try:
-        _read_source(ing, source, root, dataset, filter_section)
+        try:
+            _read_source(ing, source, root, dataset, filter_section)
+        except DamagedMetadata as exc:
+            raise DamagedMetadata(f"{exc}. {_save_partial(ing)}") from exc
         return ing.finish()
     finally:
         ing.close()
+
+
+def _save_partial(ing: Ingestor) -> str:
+    """After damaged metadata: write the ledger of the records read before the damage to ``OUT/damaged/`` (not
+    an output of the job, which fails) and say so."""
+    records = ing.result.records
+    where = os.path.join(ing.out_dir, "damaged")
+    ing.out_dir = where
+    result = ing.finish()
+    kept = result.counts.get("", 0)
+    return (
+        f"{records} records were read before the damage ({kept} would be kept); their ledger rows are in "
+        f"{where}/manifests/ for inspection. Ingest stopped: nothing downstream runs on a partial metadata set"
+    )
 
 
 def _read_source(ing: Ingestor, source: str, root: str, dataset: dict, filter_section: dict) -> None:
@@ -741,7 +706,7 @@ def _read_source(ing: Ingestor, source: str, root: str, dataset: dict, filter_se
             log.warning("dataset.source is folder: filter keys %s need Danbooru metadata and are ignored", ignored)
         ing.add_folder(root)
     else:
-        files = [os.fspath(p) for p in dataset.get("metadata") or []]
+        files = expand_metadata([os.fspath(p) for p in dataset.get("metadata") or []])
         if not files:
             raise MetadataError("dataset.metadata lists no metadata files (required for dataset.source: danbooru)")
         check_unique_sources(files)

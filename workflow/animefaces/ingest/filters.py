@@ -8,6 +8,7 @@ other check, because it is the one check that touches the file system.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,8 @@ from ..idlists import read_list_file
 ORDER = [
     "malformed_record",
     "invalid_id",
+    "invalid_file_name",
+    "unreadable_directory",
     "duplicate_id",
     "invalid_file_ext",
     "deleted",
@@ -33,6 +36,7 @@ ORDER = [
     "missing_any_tag",
     "low_score",
     "image_too_small",
+    "unsupported_format",
     "extension_not_allowed",
     "not_in_id_list",
     "missing_file",
@@ -42,6 +46,19 @@ REASONS = [""] + ORDER  # code -> reason string
 FILE_EXT_PATTERN = r"^[a-z0-9]{1,5}$"
 SCHEMES = {"legacy": ("s", "q", "e"), "modern": ("g", "s", "q", "e")}
 METADATA_KEYS = ("ratings", "require_tags", "exclude_tags", "any_tags", "min_score")
+# image formats seen in the wild; those Pillow has no decoder for here are dropped as unsupported_format
+IMAGE_LIKE_EXTENSIONS = (
+    "avif", "heic", "heif", "jxl", "jp2", "j2k", "tif", "tiff", "psd", "ico", "tga", "dds", "exr", "hdr", "svg", "dng",
+)  # fmt: skip
+
+
+@functools.cache
+def undecodable_extensions() -> frozenset[str]:
+    """Extensions of image formats that Pillow (as installed) cannot decode."""
+    from PIL import Image
+
+    known = {ext.lstrip(".").lower() for ext in Image.registered_extensions()}
+    return frozenset(ext for ext in IMAGE_LIKE_EXTENSIONS if ext not in known)
 
 
 class FilterConfigError(ValueError):
@@ -278,6 +295,13 @@ def apply_filters(batch: dict[str, Any], cfg: FilterConfig, duplicate: np.ndarra
         if cfg.min_height:
             small |= _below(batch["height"], cfg.min_height)
         mark("image_too_small", small)
+    if "unsupported" in batch:  # folder source: decided per file (see animefaces.ingest.folder)
+        mark("unsupported_format", batch["unsupported"])
+    else:
+        mark(
+            "unsupported_format",
+            _np_bool(pc.is_in(ext, value_set=pa.array(sorted(undecodable_extensions()), pa.string()))),
+        )
     if cfg.extensions:
         mark("extension_not_allowed", ~_np_bool(pc.is_in(ext, value_set=pa.array(list(cfg.extensions), pa.string()))))
     if cfg.id_set is not None:

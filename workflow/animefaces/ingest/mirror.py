@@ -1,12 +1,15 @@
 """Where a post's image lives in a Danbooru mirror, and a cheap "is it there" check for millions of posts.
 
-Path: ``<root>/original/{id % 1000:04d}/{id}.{file_ext}`` (the Danbooru20xx layout). The first ``LIST_AFTER``
-posts of a bucket are checked with one ``lstat`` each; once a bucket has needed that many checks it is listed once
-(``os.scandir``: no inode reads, one pass over the directory) and remembered as a sorted array of integer keys
-``id * 1024 + extension code`` (8 bytes per file), looked up vectorised (``np.searchsorted``) per batch. So a few
-thousand posts against a full mirror cost a few thousand ``lstat``s, and millions of posts cost one listing of
-each directory instead of millions of ``stat`` calls (which on a cold disk or a network file system each read an
-inode or make a round trip).
+Path: ``<root>/original/{id % 1000:04d}/{id}.{file_ext}`` (the Danbooru20xx layout), or with ``dataset.layout:
+512px`` ``<root>/512px/{id % 1000:04d}/{id}.jpg`` (the Danbooru2021 512px subset re-encodes every image as JPEG and
+names it ``.jpg`` whatever the original format, so the post's ``file_ext`` is not used for the path).
+
+The first ``LIST_AFTER`` posts of a bucket are checked with one ``lstat`` each; once a bucket has needed that many
+checks it is listed once (``os.scandir``: no inode reads, one pass over the directory) and remembered as a sorted
+array of integer keys ``id * 1024 + extension code`` (8 bytes per file), looked up vectorised (``np.searchsorted``)
+per batch. So a few thousand posts against a full mirror cost a few thousand ``lstat``s, and millions of posts cost
+one listing of each directory instead of millions of ``stat`` calls (which on a cold disk or a network file system
+each read an inode or make a round trip).
 
 Safety: the path is built only from an integer id and an extension matching ``^[a-z0-9]{1,5}$``, so metadata
 cannot point outside the mirror; a bucket directory or image that is a symlink resolving outside
@@ -20,6 +23,7 @@ import re
 import stat
 import time
 from collections.abc import Iterable
+from itertools import repeat
 
 import numpy as np
 
@@ -31,9 +35,21 @@ LIST_AFTER = 32  # checks of one bucket after which the whole bucket directory i
 _NAME = re.compile(r"\0([1-9][0-9]{0,15})\.([a-z0-9]{1,5})(?=\0|$)")
 
 
-def image_path(root: str, post_id: int, file_ext: str) -> str:
-    """Where a Danbooru mirror keeps a post's image: ``<root>/original/<id % 1000 as 4 digits>/<id>.<ext>``."""
-    return f"{root}/original/{post_id % N_BUCKETS:04d}/{post_id}.{file_ext}"
+# dataset.layout -> (image directory under the root, the extension every file has there or None = the post's)
+LAYOUTS: dict[str, tuple[str, str | None]] = {"original": ("original", None), "512px": ("512px", "jpg")}
+
+
+def check_layout(layout: str) -> tuple[str, str | None]:
+    if layout not in LAYOUTS:
+        raise ValueError(f"dataset.layout must be one of {sorted(LAYOUTS)}, got {layout!r}")
+    return LAYOUTS[layout]
+
+
+def image_path(root: str, post_id: int, file_ext: str, layout: str = "original") -> str:
+    """Where a Danbooru mirror keeps a post's image: ``<root>/original/<id % 1000 as 4 digits>/<id>.<ext>`` (or
+    ``<root>/512px/.../<id>.jpg`` with the 512px layout)."""
+    folder, forced_ext = check_layout(layout)
+    return f"{root}/{folder}/{post_id % N_BUCKETS:04d}/{post_id}.{forced_ext or file_ext}"
 
 
 def _inside(path: str, base: str) -> bool:
@@ -44,9 +60,10 @@ def _inside(path: str, base: str) -> bool:
 class MirrorIndex:
     """Lazily built index of the image files under ``<root>/original``."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], layout: str = "original") -> None:
         self.root = os.fspath(root)
-        self.original = os.path.join(self.root, "original")
+        folder, self.forced_ext = check_layout(layout)
+        self.original = os.path.join(self.root, folder)
         self.base = os.path.realpath(self.original)
         self.ext_code: dict[str, int] = {}
         self.listed: set[int] = set()
@@ -76,12 +93,11 @@ class MirrorIndex:
         try:
             if not self._bucket_safe(bucket):
                 return np.zeros(0, dtype=np.int64)
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    if entry.is_file(follow_symlinks=False):
-                        regular.append(entry.name)
-                    elif entry.is_symlink():
-                        links.append(entry)
+            with os.scandir(directory) as it:
+                entries = list(it)
+            regular = [e.name for e in entries if e.is_file(follow_symlinks=False)]
+            if len(regular) < len(entries):
+                links = [e for e in entries if e.is_symlink()]
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             return np.zeros(0, dtype=np.int64)
         for link in links:
@@ -98,9 +114,9 @@ class MirrorIndex:
             return np.zeros(0, dtype=np.int64)
         for ext in {ext for _, ext in found}:
             self._code(ext)
-        codes = self.ext_code
-        ids = np.fromiter((int(s) for s, _ in found), dtype=np.int64, count=len(found))
-        exts = np.fromiter((codes.get(e, -1) for _, e in found), dtype=np.int64, count=len(found))
+        id_texts, ext_texts = zip(*found, strict=True)
+        ids = np.fromiter(map(int, id_texts), dtype=np.int64, count=len(found))
+        exts = np.fromiter(map(self.ext_code.get, ext_texts, repeat(-1)), dtype=np.int64, count=len(found))
         ok = (ids <= MAX_KEYED_ID) & (ids % N_BUCKETS == bucket) & (exts >= 0)
         return (ids[ok] << EXT_BITS) | exts[ok]
 
@@ -149,6 +165,8 @@ class MirrorIndex:
     def present(self, post_ids: np.ndarray, exts: list[str]) -> np.ndarray:
         """Boolean mask: is ``original/{bucket}/{id}.{ext}`` an image file inside the mirror?"""
         post_ids = np.asarray(post_ids, dtype=np.int64)
+        if self.forced_ext:
+            exts = [self.forced_ext] * len(post_ids)
         buckets = post_ids % N_BUCKETS
         self._checks += np.bincount(buckets, minlength=N_BUCKETS)
         busy = np.flatnonzero(self._checks >= LIST_AFTER)
@@ -161,7 +179,8 @@ class MirrorIndex:
             self.direct_checks += 1
         idx = np.flatnonzero(listed)
         if len(idx) and len(self.keys):
-            codes = np.fromiter((self.ext_code.get(exts[i], -1) for i in idx.tolist()), dtype=np.int64, count=len(idx))
+            wanted = [exts[i] for i in idx.tolist()]
+            codes = np.fromiter(map(self.ext_code.get, wanted, repeat(-1)), dtype=np.int64, count=len(idx))
             ids = post_ids[idx]
             keys = (ids << EXT_BITS) | np.where(codes >= 0, codes, 0)
             pos = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)

@@ -28,8 +28,13 @@ import zlib
 from collections.abc import Iterator
 from typing import IO, Any
 
+import msgspec
+
+from .records import RawPost
+
 MAX_RECORD_BYTES = 64 << 20  # a single Danbooru record is a few kB; anything this large is not a record
 CHUNK_BYTES = 1 << 20
+LINE_BLOCK_BYTES = 1 << 20  # JSON Lines are decoded in blocks of whole lines of about this size
 BUFFER_BYTES = 1 << 20
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz", ".tar.bz2", ".tbz2", ".tbz")
 MEMBER_RE = re.compile(r"\.(json|jsonl|ndjson)(\.(gz|xz|bz2))?$", re.IGNORECASE)
@@ -52,6 +57,41 @@ class Malformed:
 
 class MetadataError(ValueError):
     """A metadata file that cannot be read at all (missing, unreadable archive); names the file."""
+
+
+class DamagedMetadata(MetadataError):
+    """A metadata file or archive that breaks off in the middle (truncated or corrupt compressed data)."""
+
+
+METADATA_NAME = re.compile(r"\.(json|jsonl|ndjson)(\.(gz|xz|bz2))?$|\.(tar|tgz|txz|tbz2|tbz|tar\.(gz|xz|bz2))$", re.I)
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def expand_metadata(entries: list[str]) -> list[str]:
+    """``dataset.metadata`` as a list of files: a glob pattern becomes its matches (sorted), a directory every
+    metadata file under it (``*.json``, ``*.jsonl``, ``*.ndjson``, optionally compressed, and tar archives;
+    recursively, sorted); anything else is kept as written (a file, possibly one a rule will create). A pattern
+    or directory that matches nothing is an error naming it."""
+    import glob
+
+    files: list[str] = []
+    for entry in entries:
+        entry = os.fspath(entry)
+        if os.path.isdir(entry):
+            found = sorted(
+                os.path.join(d, f) for d, _, names in os.walk(entry) for f in names if METADATA_NAME.search(f)
+            )
+            if not found:
+                raise MetadataError(f"dataset.metadata: directory {entry!r} holds no metadata files (*.json, *.jsonl)")
+            files += found
+        elif _GLOB_CHARS.search(entry) and not os.path.exists(entry):
+            found = sorted(p for p in glob.glob(entry, recursive=True) if os.path.isfile(p))
+            if not found:
+                raise MetadataError(f"dataset.metadata: pattern {entry!r} matches no file")
+            files += found
+        else:
+            files.append(entry)
+    return files
 
 
 def is_tar_name(path: str | os.PathLike[str]) -> bool:
@@ -80,7 +120,9 @@ def decompressed(raw: IO[bytes]) -> Iterator[io.BufferedReader]:
     else:
         inner = bz2.BZ2File(buffered)  # noqa: SIM115
     with inner:
-        yield io.BufferedReader(inner, BUFFER_BYTES)  # type: ignore[arg-type]
+        # (already buffered, with peek/read1/readline: a further buffer would read 1 MiB at a time from the
+        # decompressor, so damaged data would lose the whole MiB before it, not just the piece it is in)
+        yield inner  # type: ignore[misc]
 
 
 def iter_sources(path: str | os.PathLike[str]) -> Iterator[tuple[str, io.BufferedReader]]:
@@ -106,7 +148,7 @@ def iter_sources(path: str | os.PathLike[str]) -> Iterator[tuple[str, io.Buffere
                     with decompressed(fh) as stream:
                         yield f"{base}/{member.name}", stream
             except READ_ERRORS as exc:
-                raise MetadataError(f"metadata archive {path!r} is damaged: {exc}") from exc
+                raise DamagedMetadata(f"metadata archive {path!r} is damaged: {exc}") from exc
         return
     with open(path, "rb", buffering=BUFFER_BYTES) as raw, decompressed(raw) as stream:
         yield base, stream
@@ -139,10 +181,7 @@ def iter_records(stream: io.BufferedReader) -> Iterator[tuple[int, Any]]:
 def iter_json_lines(stream: io.BufferedReader) -> Iterator[tuple[int, Any]]:
     """JSON Lines: one value per line (UTF-8); blank lines are skipped (and keep their line numbers).
 
-    Same acceptance as ``json.loads(line)``, calling the decoder's C scanner directly (the three Python frames
-    of ``json.loads`` cost ~10% of a record)."""
-    decode_value = json.JSONDecoder().scan_once
-    ws = _WS.match
+    Same acceptance as ``json.loads(line)`` (see :func:`decode_line`)."""
     readline = stream.readline
     limit = MAX_RECORD_BYTES
     n = 0
@@ -156,27 +195,196 @@ def iter_json_lines(stream: io.BufferedReader) -> Iterator[tuple[int, Any]]:
                 line = readline(limit)
             yield n, Malformed(f"line longer than {MAX_RECORD_BYTES} bytes")
             continue
+        value = decode_line(line)
+        if value is not BLANK:
+            yield n, value
+
+
+class HugeNumber(str):
+    """A JSON integer with more digits than Python converts (4300): kept as its text, never used as a number."""
+
+    def __repr__(self) -> str:
+        return f"<integer with {len(self)} digits>"
+
+
+def _parse_int(text: str) -> int | HugeNumber:
+    return int(text) if len(text) <= 4000 else HugeNumber(text)
+
+
+BLANK = object()  # what decode_line returns for a blank line
+_scan = json.JSONDecoder().scan_once
+_scan_big = json.JSONDecoder(parse_int=_parse_int).scan_once
+_raw_decode_big = json.JSONDecoder(parse_int=_parse_int).raw_decode
+
+
+def decode_line(line: bytes) -> Any:
+    """The exact decoder of one JSON Lines line: the value (as ``json.loads`` gives it; integers of more than
+    4000 digits as :class:`HugeNumber`), ``BLANK``, or a :class:`Malformed` saying why (not UTF-8, not JSON,
+    extra data, nested deeper than the recursion limit). Calls the C scanner directly (the three Python frames
+    of ``json.loads`` cost ~10% of a record)."""
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Malformed(_short_error(exc))
+    ws = _WS.match
+    start = ws(text).end()  # type: ignore[union-attr]
+    if start == len(text):
+        return BLANK
+    try:
         try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield n, Malformed(_short_error(exc))
-            continue
-        start = ws(text).end()  # type: ignore[union-attr]
-        if start == len(text):
-            continue  # blank line
-        try:
-            value, end = decode_value(text, start)
-        except StopIteration as exc:  # the C scanner's "no value here"
-            yield n, Malformed(f"Expecting value (character {exc.value})")
-            continue
-        except json.JSONDecodeError as exc:
-            yield n, Malformed(_short_error(exc))
-            continue
-        end = ws(text, end).end()  # type: ignore[union-attr]
-        if end != len(text):
-            yield n, Malformed(f"Extra data (character {end})")
-            continue
-        yield n, value
+            value, end = _scan(text, start)
+        except ValueError as exc:  # an integer longer than Python's 4300-digit conversion limit
+            if isinstance(exc, json.JSONDecodeError):
+                raise
+            value, end = _scan_big(text, start)
+    except StopIteration as exc:  # the C scanner's "no value here"
+        return Malformed(f"Expecting value (character {exc.value})")
+    except json.JSONDecodeError as exc:
+        return Malformed(_short_error(exc))
+    except RecursionError:
+        return Malformed("nested deeper than the JSON reader's recursion limit")
+    end = ws(text, end).end()  # type: ignore[union-attr]
+    if end != len(text):
+        return Malformed(f"Extra data (character {end})")
+    return value
+
+
+def iter_record_batches(stream: io.BufferedReader) -> Iterator[tuple[list[int], list[Any]]]:
+    """What ingest reads: ``(record numbers, values)`` batches of one (decompressed) metadata stream, the same
+    records as :func:`iter_records` but a record in JSON Lines comes out as a :class:`~.records.RawPost` when the
+    fast decoder takes it (then it equals ``raw_post`` of what :func:`decode_line` gives)."""
+    skip_bom(stream)
+    if sniff_format(stream) == "array":
+        ns: list[int] = []
+        values: list[Any] = []
+        for n, value in iter_json_array(stream):
+            ns.append(n)
+            values.append(value)
+            if len(ns) >= 4096:
+                yield ns, values
+                ns, values = [], []
+        if ns:
+            yield ns, values
+    else:
+        yield from iter_json_lines_fast(stream)
+
+
+_fast_decoder = msgspec.json.Decoder(RawPost)
+
+
+def _read_block(stream: io.BufferedReader, size: int) -> tuple[bytes, BaseException | None]:
+    """Up to ``size`` bytes, in the pieces the decompressor delivers, so that damaged compressed data loses only
+    the piece it is in: ``(bytes read, the read error or None)``."""
+    chunks: list[bytes] = []
+    got = 0
+    try:
+        while got < size:
+            piece = stream.read1(min(size - got, 1 << 16))
+            if not piece:
+                break
+            chunks.append(piece)
+            got += len(piece)
+    except READ_ERRORS as exc:
+        return b"".join(chunks), exc
+    return b"".join(chunks), None
+
+
+_FAST_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
+
+
+def _utf8(data: bytes) -> bool:
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def iter_json_lines_fast(stream: io.BufferedReader) -> Iterator[tuple[list[int], list[Any]]]:
+    """JSON Lines in blocks of whole lines: a block that is valid UTF-8 and decodes line for line into
+    ``RawPost``s in one ``msgspec`` call is taken as it is; otherwise each line of the block is decoded alone
+    (``msgspec`` again, then :func:`decode_line`, the exact path, for the lines it refuses: non-objects, bad JSON,
+    lone surrogates, NaN, huge numbers, deep nesting). ``msgspec`` refuses everything ``json`` refuses except
+    invalid UTF-8 in fields it skips, which the UTF-8 check catches, so both paths accept the same records."""
+    decode_lines = _fast_decoder.decode_lines
+    decode = _fast_decoder.decode
+    limit = MAX_RECORD_BYTES
+    n = 0
+    carry = b""
+    skipping = False  # inside an oversized line: drop bytes up to the next newline
+    damage: BaseException | None = None
+    while True:
+        if damage is not None:  # the lines read before the damage were yielded: now fail
+            raise damage
+        data, damage = _read_block(stream, LINE_BLOCK_BYTES)
+        if damage is not None:  # keep the complete lines before the damage, drop the cut one
+            data = data[: data.rfind(b"\n") + 1]
+            if not data and not carry:
+                raise damage
+        eof = not data
+        if skipping and not eof:
+            cut = data.find(b"\n")
+            if cut < 0:
+                continue
+            skipping = False
+            data = data[cut + 1 :]
+        if eof:
+            block, carry = carry, b""
+            if not block:
+                return
+        else:
+            buf = carry + data if carry else data
+            cut = buf.rfind(b"\n")
+            if cut < 0:
+                if len(buf) >= limit:
+                    n += 1
+                    yield [n], [Malformed(f"line longer than {MAX_RECORD_BYTES} bytes")]
+                    carry, skipping = b"", True
+                else:
+                    carry = buf
+                continue
+            block, carry = buf[: cut + 1], buf[cut + 1 :]
+        lines = block.count(b"\n") + (not block.endswith(b"\n"))
+        if len(block) < limit and _utf8(block):  # (so no line in it is oversized)
+            try:
+                values = decode_lines(block)
+            except _FAST_ERRORS:
+                values = None
+            if values is not None and len(values) == lines:  # (blank lines would be skipped silently)
+                yield list(range(n + 1, n + 1 + lines)), values
+                n += lines
+                continue
+        ns: list[int] = []
+        out: list[Any] = []
+        parts = block.split(b"\n")
+        last = len(parts) - 1  # the part after the last newline ("" if the block ends with one)
+        for i, line in enumerate(parts):
+            if i == last and not line:
+                break
+            n += 1
+            if len(line) >= limit:
+                value: Any = Malformed(f"line longer than {MAX_RECORD_BYTES} bytes")
+                ns.append(n)
+                out.append(value)
+                continue
+            if _utf8(line):
+                try:
+                    value = decode(line)
+                except _FAST_ERRORS:
+                    value = None
+                else:
+                    ns.append(n)
+                    out.append(value)
+                    continue
+            value = decode_line(line + b"\n" if i < last else line)  # (errors count the newline, as before)
+            if value is BLANK:
+                continue
+            ns.append(n)
+            out.append(value)
+        if ns:
+            yield ns, out
 
 
 _WS = re.compile(r"[ \t\n\r]*")
@@ -260,7 +468,22 @@ def iter_json_array(stream: io.BufferedReader) -> Iterator[tuple[int, Any]]:
         n += 1
         while True:
             try:
-                value, end = decode(buf, pos)
+                try:
+                    value, end = decode(buf, pos)
+                except RecursionError:
+                    value, end = Malformed("nested deeper than the JSON reader's recursion limit"), None
+                except ValueError as exc:  # an integer longer than Python's 4300-digit conversion limit
+                    if isinstance(exc, json.JSONDecodeError):
+                        raise
+                    value, end = _raw_decode_big(buf, pos)
+                if end is None:  # step over the value that could not be decoded
+                    stop = _value_end(buf, pos)
+                    while stop is None and more():
+                        stop = _value_end(buf, pos)
+                    if stop is None:
+                        yield n, value
+                        return
+                    end = stop
             except json.JSONDecodeError as exc:
                 stop = _value_end(buf, pos)
                 if stop is None:  # the element runs past the buffer: read on unless it is absurdly large

@@ -1,0 +1,142 @@
+"""The 5M-post plan: ingest of Danbooru2021-sized metadata, the DAG with 1000 shards, the near-duplicate index.
+
+    .venv/bin/python benchmarks/plan_5m.py [--records 5000000] [--hashes 5000000] [--work /tmp/plan5m]
+    .venv/bin/python benchmarks/plan_5m.py --skip-ingest --hashes 5000000     # only the DAG and the index
+
+1. ingest: ``danbooru_synth`` metadata in both schemas (20% nested, 80% flat; generated from scratch in --work, not
+   timed) through ``python -m animefaces.ingest`` (what the rule runs), 1000 shards, against an empty mirror (every
+   post ends ``missing_file``: the parsing, checks and ledger cost; the file index costs ~1-2 us per file more):
+   wall, CPU, peak RSS.
+2. ``snakemake -n`` of the whole workflow with ``shards.count: 1000`` (demo config otherwise): wall, 3 runs,
+   median.
+3. ``animefaces.dedup.index.near_pairs`` over N random 64-bit hashes (plus 1,000 planted pairs within distance
+   8): wall, recall on the planted pairs, and index bytes per image (``index_bytes``) + 8 B of hash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "workflow"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def bench_ingest(work: Path, records: int) -> dict:
+    from danbooru_synth import write
+
+    meta = work / "metadata"
+    shutil.rmtree(work, ignore_errors=True)
+    t0 = time.perf_counter()
+    made = write(meta, records, "mixed")
+    gen_s = time.perf_counter() - t0
+    (work / "mirror" / "original").mkdir(parents=True)
+    out = work / "results" / "plan" / "ingest"
+    dataset = {"source": "danbooru", "root": str(work / "mirror"), "metadata": [str(meta)]}
+    cmd = [sys.executable, "-m", "animefaces.ingest", "--out", str(out), "--dataset", json.dumps(dataset),
+           "--filter", "{}", "--classes", "{}", "--shards", "1000", "--log-level", "WARNING"]  # fmt: skip
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, PYTHONPATH=str(REPO / "workflow")))  # fmt: skip
+    stdout = proc.stdout.read()  # type: ignore[union-attr]
+    stderr = proc.stderr.read()  # type: ignore[union-attr]
+    _, status, ru = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"ingest failed: {stderr.decode()[-2000:]}")
+    summary = json.loads(stdout)
+    return {
+        "records": summary["records"],
+        "metadata_mb": round(sum(size for _, size, _ in made) / 2**20),
+        "generate_s": round(gen_s, 1),
+        "wall_s": round(wall, 1),
+        "cpu_s": round(ru.ru_utime + ru.ru_stime, 1),
+        "records_per_s_per_core": round(summary["records"] / (ru.ru_utime + ru.ru_stime)),
+        "peak_rss_mb": round(ru.ru_maxrss / 1024),
+        "shapes": summary["shapes"],
+        "stage_seconds_wall": summary["seconds"],
+    }
+
+
+def bench_dag(reps: int = 3) -> dict:
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "2",
+             "--config", "shards={count: 1000}"],
+            cwd=REPO, capture_output=True, text=True,
+        )  # fmt: skip
+        times.append(time.perf_counter() - t0)
+        if proc.returncode:
+            raise SystemExit(f"snakemake -n failed: {proc.stderr[-2000:]}")
+    jobs = sum(1 for line in proc.stdout.splitlines() if line.strip().startswith(("crop", "clean", "normalise")))
+    return {"median_s": round(statistics.median(times), 2), "all_s": [round(t, 2) for t in times], "rule_lines": jobs}
+
+
+def bench_index(n: int, seed: int = 0) -> dict:
+    import numpy as np
+    from animefaces.dedup.index import index_bytes, near_pairs, plan
+
+    rng = np.random.default_rng(seed)
+    hashes = rng.integers(0, 2**63, size=n, dtype=np.int64).view(np.uint64) ^ rng.integers(0, 2, size=n).astype(
+        np.uint64
+    ) << np.uint64(63)
+    k = 1000
+    src = rng.choice(n, size=2 * k, replace=False)
+    a, b = src[:k], src[k:]
+    flips = rng.integers(0, 9, size=k)
+    for i, j, f in zip(a, b, flips, strict=True):
+        bits = rng.choice(64, size=f, replace=False)
+        mask = np.uint64(0)
+        for bit in bits:
+            mask |= np.uint64(1) << np.uint64(bit)
+        hashes[j] = hashes[i] ^ mask
+    p = plan(n, 8)
+    t0 = time.perf_counter()
+    i, j, _ = near_pairs(hashes, 8, p)
+    wall = time.perf_counter() - t0
+    found = set(zip(i.tolist(), j.tolist(), strict=True))
+    recall = sum((min(x, y), max(x, y)) in found for x, y in zip(a.tolist(), b.tolist(), strict=True)) / k
+    return {
+        "n": n,
+        "wall_s": round(wall, 1),
+        "pairs": len(found),
+        "recall_planted": recall,
+        "index_bytes_per_image": round(index_bytes(n, p) / n, 1),
+        "plus_hash_bytes_per_image": 8,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--records", type=int, default=5_000_000)
+    ap.add_argument("--hashes", type=int, default=5_000_000)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/plan5m"))
+    ap.add_argument("--skip-ingest", action="store_true")
+    ap.add_argument("--skip-dag", action="store_true")
+    ap.add_argument("--skip-index", action="store_true")
+    args = ap.parse_args(argv)
+    report: dict = {}
+    if not args.skip_dag:
+        report["snakemake_n_1000_shards"] = bench_dag()
+        print(json.dumps(report), flush=True)
+    if not args.skip_index:
+        report["near_dup_index"] = bench_index(args.hashes)
+        print(json.dumps(report), flush=True)
+    if not args.skip_ingest:
+        report["ingest"] = bench_ingest(args.work, args.records)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
