@@ -271,10 +271,13 @@ def test_training_outputs_and_collapse_watch(reference_run):
 def test_injected_stop_then_resume_is_exact(reference_run, pack, tmp_path):
     out = tmp_path / "train"
     assert train(params(), str(pack), str(out), stop_after_steps=3) == EXIT_INTERRUPTED
-    assert [round(k, 3) for k, _ in ckpt.list_snapshots(out / "snapshots")] == [0.048, 0.032, 0.016]
+    # one iteration per tick: snapshots after iterations 1 and 2; iteration 3 is lost
+    assert [round(k, 3) for k, _ in ckpt.list_snapshots(out / "snapshots")] == [0.032, 0.016]
     assert train(params(), str(pack), str(out)) == 0
     a, b = newest_state(out), newest_state(reference_run)
-    assert a["counters"] == b["counters"]
+    assert {k: a["counters"][k] for k in ("nimg", "step", "tick")} == {
+        k: b["counters"][k] for k in ("nimg", "step", "tick")
+    }
     assert_same_nets(a, b)
     assert a["rng"][0]["sampler"]["pos"] == b["rng"][0]["sampler"]["pos"]
     rows_a = (out / "metrics.jsonl").read_text().splitlines()
@@ -313,7 +316,8 @@ def test_resume_after_changing_batch_or_accumulation_neither_repeats_nor_skips(p
     _recording(second, seen)
     assert second.run() == 0
     total = second.counters.nimg
-    assert total >= 96 and total - consumed == second.counters.step * 0 + (total - consumed)
+    per_iteration = batch * d_accum * d_steps
+    assert total >= 96 and (total - consumed) == (second.counters.step - 2) * per_iteration
     idx = torch.cat([i for i, _ in seen])
     flips = torch.cat([f for _, f in seen])
     ref = BatchSampler(24, 0)
@@ -338,12 +342,8 @@ def test_collapse_warning_when_samples_stop_varying(pack, tmp_path, capsys):
     tr = Trainer(params(), str(pack), str(tmp_path))
     ok = tr.recipe.tick_metrics({"D_real": 1.0, "D_fake": -1.0})
     assert ok["warning"] is None and ok["D_gap"] == 2.0 and ok["diversity_ratio"] > COLLAPSE_DIVERSITY
-    tr._grid_cache = None
-    with torch.no_grad():  # a collapsed G_ema: the output ignores z
-        for p in tr.G_ema.out_conv.parameters():
-            p.zero_()
-        tr.G_ema.out_conv.parametrizations.weight.original.fill_(0)
-    tr.counters.nimg += 1
+    # a collapsed generator: every grid image the same
+    tr._grid_cache = (tr.counters.nimg, torch.full((12, 3, 16, 16), 0.3))
     bad = tr.recipe.tick_metrics({"D_real": 1.0, "D_fake": -1.0})
     assert bad["diversity_ratio"] == pytest.approx(0, abs=1e-6) and "mode collapse" in bad["warning"]
     assert pairwise_l1_within_rows(torch.ones(6, 3, 4, 4), 2, 3) == 0

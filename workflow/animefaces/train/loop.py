@@ -99,7 +99,10 @@ class Trainer:
         self.cfg = presets.resolve(params, src_res, classes, self.device.type)
         cfg = self.cfg
         if cfg["cond"] and classes < 2:
-            raise ValueError(f"train.cond is true but {data_path} has no class labels (or only one class)")
+            raise ValueError(
+                f"train.cond is true (train.model {cfg['model']} is conditional unless train.cond: false) but "
+                f"{data_path} has no class labels (or only one class)"
+            )
         if cfg["batch"] % self.world:
             raise ValueError(f"train.batch {cfg['batch']} is not divisible by the {self.world} GPUs")
         self.batch_gpu = cfg["batch"] // self.world

@@ -76,9 +76,14 @@ class BigGANRecipe(Recipe):
             rows, cols = t.cfg["grid_rows"], t.cfg["grid_cols"]
             ids = torch.tensor([present[r % len(present)] for r in range(rows) for _ in range(cols)])
             t.grid_c = torch.nn.functional.one_hot(ids, t.cfg["c_dim"]).float().to(t.device)
-            self.grid_classes = [present[r % len(present)] for r in range(rows)]
-        else:
-            self.grid_classes = None
+            # reals.png and the diversity yardstick: per row, `cols` real images of that row's class
+            gen = torch.Generator().manual_seed(t.cfg["seed"] + 5_000_011)
+            labels = torch.from_numpy(t.data.raw_labels.astype("int64"))
+            picks = []
+            for k in ids[::cols].tolist():
+                pool = (labels == k).nonzero()[:, 0]
+                picks.append(pool[torch.randint(len(pool), (cols,), generator=gen)])
+            t.grid_idx = torch.cat(picks)
         self._real_diversity: float | None = None
 
     # ------------------------------------------------------------------------------------------ iteration
@@ -166,22 +171,12 @@ class BigGANRecipe(Recipe):
 
     # ------------------------------------------------------------------------------------------ monitoring
     def _real_grid_diversity(self) -> float:
-        """The grid diversity measure on real images: per grid row, ``cols`` reals of that row's class."""
+        """The grid diversity measure on the real grid images (per row: reals of that row's class)."""
         if self._real_diversity is None:
             t = self.t
-            rows, cols = t.cfg["grid_rows"], t.cfg["grid_cols"]
-            gen = torch.Generator().manual_seed(t.cfg["seed"] + 5_000_011)
-            labels = t.data.raw_labels
-            picks = []
-            for r in range(rows):
-                if self.grid_classes is not None:
-                    pool = torch.from_numpy((labels == self.grid_classes[r]).nonzero()[0])
-                else:
-                    pool = torch.arange(len(t.data))
-                picks.append(pool[torch.randint(len(pool), (cols,), generator=gen)])
-            idx = torch.cat(picks)
+            idx = t.grid_idx
             imgs = to_float(t.data.get(idx), torch.zeros(len(idx), dtype=torch.bool))
-            self._real_diversity = pairwise_l1_within_rows(imgs, rows, cols)
+            self._real_diversity = pairwise_l1_within_rows(imgs, t.cfg["grid_rows"], t.cfg["grid_cols"])
         return self._real_diversity
 
     def tick_metrics(self, stats: dict[str, float]) -> dict[str, Any]:
