@@ -354,3 +354,13 @@ def test_ddp_style_copy_of_g_keeps_spectral_norm_state():
     H = copy.deepcopy(G)
     assert [n for n, _ in G.named_buffers()] == [n for n, _ in H.named_buffers()]
     assert len(list(G.parameters())) == len(list(H.parameters()))
+
+
+@pytest.mark.slow
+def test_biggan_128_matches_the_papers_parameter_count():
+    """The seed's D1K preset at ImageNet's 1000 classes has BigGAN's published size (G 70.4M, D 88.0M)."""
+    cfg = parse_params(json.dumps({"model": "biggan", "preset": "biggan-128", "init": "N02"}), "train")
+    from animefaces.train.biggan import build_biggan, param_count
+
+    G, D = build_biggan(presets.arch_of(presets.resolve(cfg, 128, 1000, "cpu")))
+    assert round(param_count(G) / 1e6, 1) == 70.4 and round(param_count(D) / 1e6, 1) == 88.0
