@@ -364,3 +364,44 @@ def test_biggan_128_matches_the_papers_parameter_count():
 
     G, D = build_biggan(presets.arch_of(presets.resolve(cfg, 128, 1000, "cpu")))
     assert round(param_count(G) / 1e6, 1) == 70.4 and round(param_count(D) / 1e6, 1) == 88.0
+
+
+# ------------------------------------------------------------------------------------------------ class sampling
+def test_class_sampling_products(reference_run, tmp_path, capsys):
+    from animefaces import sample_classes as sc
+    from test_sample import ffmpeg_info, read_frames, read_png
+
+    net = str(reference_run / "network-final.pt")
+    tsv = tmp_path / "classes.tsv"
+    tsv.write_text("class_id\tname\tcount\n1\tsaber\t8\n2\thatsune miku\t8\n")
+    cfg = {"sheet_seeds": [0, 1], "class_images": 2, "truncation_seeds": [1, 2, 3], "class_truncations": [2.0, 0.3]}
+    cfg |= {"class_video_seconds": 0.4, "video_fps": 5, "video_grid": 2}
+    args = ["--network", net, "--classes", str(tsv), "--params", json.dumps(cfg)]
+    assert sc.main(["sheets", "--outdir", str(tmp_path / "sheets"), *args]) == 0
+    index = json.loads((tmp_path / "sheets" / "sheets.json").read_text())
+    rows = index["sheets"][0]["rows"]
+    assert [r["name"] for r in rows] == ["unlabelled", "saber", "hatsune miku"]  # named from the class table
+    sheet = read_png(tmp_path / "sheets" / "sheet-000.png")
+    assert sheet.shape[0] == 3 * 18 - 2 and sheet.shape[1] > 2 * 18
+    assert read_png(tmp_path / "sheets" / "truncation.png").shape[0] == 3 * 18 - 2
+
+    assert sc.main(["images", "--outdir", str(tmp_path / "images"), *args]) == 0
+    files = sorted(p.name for p in (tmp_path / "images").glob("*.png"))
+    assert files == [f"c{k:03d}_{n}_seed{s:07d}.png" for k, n in enumerate(["unlabelled", "saber", "hatsune_miku"])
+                     for s in (0, 1)]  # fmt: skip
+    # any image is regenerated from its class and seed; the sheet's column s is the same latent in every row
+    G, _meta = ckpt.load_generator(net)
+    again = sc.render(G, "biggan", [1], sc.onehot([2], G.c_dim), None, "cpu")[0]
+    assert np.array_equal(again, read_png(tmp_path / "images" / "c002_hatsune_miku_seed0000001.png"))
+    assert np.array_equal(sheet[2 * 18 : 2 * 18 + 16, -16:], again)
+    t_lo = sc.render(G, "biggan", [1], sc.onehot([2], G.c_dim), 0.3, "cpu")[0]
+    assert not np.array_equal(t_lo, again)  # truncation changes the latent
+
+    out = tmp_path / "classes.mp4"
+    assert sc.main(["video", "--out", str(out), *args]) == 0
+    assert "h264" in ffmpeg_info(out) and len(read_frames(out)) == 3 * 2  # 3 classes x 2 frames each
+
+    assert sc.main(["images", "--outdir", str(tmp_path / "x"), *args[:-1], json.dumps({"classes": ["nobody"]})]) == 1
+    assert "sample.classes: 'nobody' is not a class" in capsys.readouterr().err
+    vec, where = sc.class_path([1, 2], 3, 4)
+    assert np.allclose(vec.sum(1), 1) and where[0] == (1, 2, 0.0) and vec[2].tolist() == [0, 0.5, 0.5]

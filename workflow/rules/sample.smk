@@ -1,6 +1,7 @@
 # Sampling from the trained generator: image sets per truncation psi, figures, interpolation video, montage.
 
 SAMPLES = f"{RES}/samples"
+CLASS_SAMPLES = f"{RES}/samples/classes"
 SAMPLE_CMD = "python -m animefaces.sample {params.what} --params {params.cfg:q} --threads {threads}"
 
 
@@ -87,16 +88,12 @@ rule sample_montage:
         cfg=section_json(config, "sample"),
         grids=input_folder("grids"),
     shell:
-        SAMPLE_CMD + " --grids {params.grids:q} --out {output.video:q} > {log:q} 2>&1"
+        "python -m animefaces.sample {params.what} --params {params.cfg:q} --threads {threads}"
+        " --grids {params.grids:q} --out {output.video:q} > {log:q} 2>&1"
 
 
 # Class-conditional models (BigGAN, or StyleGAN2 with train.cond): sheets with rows = classes named from the
 # ingest class table, a truncation figure, images per class, a class-interpolation video.
-CLASS_SAMPLES = f"{SAMPLES}/classes"
-CLASS_CMD = (
-    "python -m animefaces.sample_classes {params.what} --network {input.network:q}"
-    " --classes {input.classes:q} --params {params.cfg:q} --threads {threads}"
-)
 
 
 rule sample_class_sheets:
@@ -118,7 +115,9 @@ rule sample_class_sheets:
         cfg=section_json(config, "sample"),
         outdir=output_folder("index"),
     shell:
-        CLASS_CMD + " --outdir {params.outdir:q} > {log:q} 2>&1"
+        "python -m animefaces.sample_classes {params.what} --network {input.network:q}"
+        " --classes {input.classes:q} --params {params.cfg:q} --threads {threads}"
+        " --outdir {params.outdir:q} > {log:q} 2>&1"
 
 
 rule sample_class_images:
@@ -139,7 +138,9 @@ rule sample_class_images:
         cfg=section_json(config, "sample"),
         outdir=output_folder("index"),
     shell:
-        CLASS_CMD + " --outdir {params.outdir:q} > {log:q} 2>&1"
+        "python -m animefaces.sample_classes {params.what} --network {input.network:q}"
+        " --classes {input.classes:q} --params {params.cfg:q} --threads {threads}"
+        " --outdir {params.outdir:q} > {log:q} 2>&1"
 
 
 rule sample_class_video:
@@ -159,7 +160,9 @@ rule sample_class_video:
         what="video",
         cfg=section_json(config, "sample"),
     shell:
-        CLASS_CMD + " --out {output.video:q} > {log:q} 2>&1"
+        "python -m animefaces.sample_classes {params.what} --network {input.network:q}"
+        " --classes {input.classes:q} --params {params.cfg:q} --threads {threads}"
+        " --out {output.video:q} > {log:q} 2>&1"
 
 
 # The psi image sets, style-mixing figures and latent walk need StyleGAN2's mapping network; the montage of tick
