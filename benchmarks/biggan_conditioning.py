@@ -99,9 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         "grid_cols": 8,
     }
     from animefaces.train import checkpoint as ckpt
-    from animefaces.train import main as train_main
+    from animefaces.config import parse_params
+    from animefaces.train.loop import train
 
-    rc = train_main(["--data", str(pack), "--outdir", str(out / "train"), "--params", json.dumps(params)])
+    # the loop itself in OUT/train (not the workflow's runs/<n>-<hash>/ layout), so snapshots are in OUT/train
+    rc = train(parse_params(json.dumps(params), "train"), str(pack), str(out / "train"))
     for _kimg, path in sorted(ckpt.list_snapshots(out / "train" / "snapshots")):
         print(json.dumps(evaluate(path, real_means)))
     return rc

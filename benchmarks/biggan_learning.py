@@ -82,9 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         key, _, value = item.partition("=")
         params[key] = json.loads(value)
     from animefaces.sample_classes import main as sample_main
-    from animefaces.train import main as train_main
+    from animefaces.config import parse_params
+    from animefaces.train.loop import train
 
-    rc = train_main(["--data", str(pack), "--outdir", str(out / "train"), "--params", json.dumps(params)])
+    # the loop itself in OUT/train (not the workflow's runs/<n>-<hash>/ layout), so snapshots are in OUT/train
+    rc = train(parse_params(json.dumps(params), "train"), str(pack), str(out / "train"))
     if rc:
         return rc
     sample = json.dumps({"sheet_seeds": list(range(8)), "truncation_seeds": list(range(n_classes))})
