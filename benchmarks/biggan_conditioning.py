@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         "grid_rows": 3,
         "grid_cols": 8,
     }
-    from animefaces.train import checkpoint as ckpt
     from animefaces.config import parse_params
+    from animefaces.train import checkpoint as ckpt
     from animefaces.train.loop import train
 
     # the loop itself in OUT/train (not the workflow's runs/<n>-<hash>/ layout), so snapshots are in OUT/train

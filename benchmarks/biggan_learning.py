@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.set:
         key, _, value = item.partition("=")
         params[key] = json.loads(value)
-    from animefaces.sample_classes import main as sample_main
     from animefaces.config import parse_params
+    from animefaces.sample_classes import main as sample_main
     from animefaces.train.loop import train
 
     # the loop itself in OUT/train (not the workflow's runs/<n>-<hash>/ layout), so snapshots are in OUT/train
