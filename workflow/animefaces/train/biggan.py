@@ -511,10 +511,6 @@ def param_count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def describe(G: nn.Module, D: nn.Module) -> str:
-    return f"BigGAN{'-deep' if G.deep else ''} G {param_count(G) / 1e6:.2f}M / D {param_count(D) / 1e6:.2f}M"
-
-
 def hinge_d(real_logits: Tensor, fake_logits: Tensor) -> tuple[Tensor, Tensor]:
     """Hinge loss for D: (E[relu(1 - D(x))], E[relu(1 + D(G(z)))]) (Lim & Ye 2017; used by SAGAN and BigGAN)."""
     return F.relu(1.0 - real_logits).mean(), F.relu(1.0 + fake_logits).mean()

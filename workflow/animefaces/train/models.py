@@ -131,6 +131,3 @@ class Recipe:
         """Extra keys for the tick's metrics row (``stats`` = the tick's mean losses/logits; the tick grid is
         ``self.t.grid_images()``, cached). A ``warning`` key (text) is printed as a WARNING line."""
         return {}
-
-    def describe(self) -> str:
-        return ""

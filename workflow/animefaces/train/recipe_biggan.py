@@ -68,6 +68,8 @@ class BigGANRecipe(Recipe):
     def setup(self) -> None:
         t = self.t
         self.augment = t.aug if t.cfg["augment"] != "none" else None
+        if t.cfg["compile"]:
+            t.log("train.compile: not used by train.model biggan (it trains eagerly)")
         self.sn_history: list[float] = []
         # grid labels: row r shows class classes[r % n] (the classes present in the data), so rows = classes
         counts = t.data.class_counts()
