@@ -32,7 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from .atomic import write_json
-from .sample import pick_device, seed_latent, write_mp4
+from .device import resolve_device
+from .sample import seed_latent, write_mp4
 from .train.monitor import save_png, tile, to_uint8
 
 UNLABELLED = "unlabelled"
@@ -266,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "video" and not args.out:
         ap.error("video needs --out")
     try:
-        device = pick_device(cfg["device"])
+        device = resolve_device(cfg["device"], key="sample.device")
         G, meta = load_generator(args.network, device)
         ctx = Context(G, meta, args.classes, cfg, device)
         print(f"generator: {args.network} ({ctx.model}, {G.resolution} px, {G.c_dim} classes, kimg {meta.get('kimg')})")
