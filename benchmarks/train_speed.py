@@ -2,9 +2,12 @@
 
     .venv/bin/python benchmarks/train_speed.py --preset tiny --resolution 32 --steps 30
     python benchmarks/train_speed.py --preset stylegan2-256 --resolution 256 --steps 50 --device cuda
+    .venv/bin/python benchmarks/train_speed.py --model biggan --threads 1 --steps 10 --warmup 2
+    python benchmarks/train_speed.py --model biggan --preset biggan-128 --device cuda --steps 10 --warmup 2
 
-Synthetic random images (an in-memory HDF5 pack in a temp dir) feed the real training step (G main, D main, lazy
-R1 every 16 steps, EMA, augmentation); the first ``--warmup`` steps (cudnn autotuning, compile) are not timed.
+Synthetic random images (an in-memory HDF5 pack in a temp dir, 10 classes) feed the real training step
+(StyleGAN2: G main, D main, lazy R1 every 16 steps, EMA, augmentation; BigGAN: d_steps x d_accum D micro-batches,
+g_accum G micro-batches, EMA); the first ``--warmup`` steps (cudnn autotuning, compile) are not timed.
 Run it from the repository root (the package is imported from ./workflow).
 """
 
@@ -28,7 +31,8 @@ from animefaces.train.loop import Logger, Trainer  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", default="tiny")
+    ap.add_argument("--model", default="stylegan2", help="train.model (stylegan2 | biggan)")
+    ap.add_argument("--preset", default=None, help="default: tiny / biggan-tiny")
     ap.add_argument("--resolution", type=int, default=None, help="default: the preset's")
     ap.add_argument("--batch", type=int, default=None, help="default: the preset's")
     ap.add_argument("--steps", type=int, default=30, help="timed steps")
@@ -42,11 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON", help="extra train.* override")
     args = ap.parse_args(argv)
 
-    from animefaces.train.presets import PRESETS
+    from animefaces.train.models import get_model
 
-    res = args.resolution or PRESETS[args.preset]["resolution"]
+    preset = args.preset or {"stylegan2": "tiny", "biggan": "biggan-tiny"}.get(args.model)
+    res = args.resolution or get_model(args.model).preset_table.PRESETS[preset]["resolution"]
     overrides = {
-        "preset": args.preset,
+        "model": args.model,
+        "preset": preset,
         "resolution": res,
         "device": args.device,
         "gpus": 1 if args.device != "cpu" else 0,
@@ -69,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(0)
         with h5py.File(data, "w") as f:
             f["imgs"] = rng.integers(0, 256, (args.images, 3, res, res), dtype=np.uint8)
-            f["labels"] = np.zeros(args.images, dtype=np.int64)
+            f["labels"] = np.arange(args.images, dtype=np.int64) % 10  # 10 classes (used by conditional models)
         tr = Trainer(params, str(data), str(Path(tmp) / "out"), log=Logger(1))
         stats: dict = {}
         for _ in range(args.warmup):
@@ -77,19 +83,20 @@ def main(argv: list[str] | None = None) -> int:
         if tr.device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0, n0 = time.perf_counter(), time.process_time(), tr.counters.nimg
         for _ in range(args.steps):
             tr.train_step(stats)
         if tr.device.type == "cuda":
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         cpu = time.process_time() - c0
-        imgs = args.steps * tr.cfg["batch"]
+        imgs = tr.counters.nimg - n0  # real images shown to D (BigGAN: d_steps x d_accum x batch per step)
         out = {
             "benchmark": "train_speed",
             "device": torch.cuda.get_device_name() if tr.device.type == "cuda" else "cpu",
             "threads": torch.get_num_threads(),
             "torch": torch.__version__,
+            "model": tr.cfg["model"],
             "preset": tr.cfg["preset"],
             "resolution": res,
             "batch": tr.cfg["batch"],

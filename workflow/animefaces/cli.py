@@ -19,6 +19,7 @@ COMMANDS = {
     "train": "animefaces.train",
     "sample": "animefaces.sample",
     "metrics": "animefaces.metrics",
+    "sample-classes": "animefaces.sample_classes",
     "report": "animefaces.report",
     "funnel": "animefaces.ledger",
     "runlock": "animefaces.runlock",

@@ -265,6 +265,12 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"{args.what} needs --network")
         device = resolve_device(cfg["device"], key="sample.device")
         G, meta = load_generator(args.network, device)
+        model = meta.get("model") or (meta.get("config") or {}).get("model") or "stylegan2"
+        if model != "stylegan2":
+            raise ValueError(
+                f"{args.network} is a {model} generator; psi image sets, style mixing and the latent walk need "
+                "StyleGAN2's mapping network. Use `animefaces sample-classes sheets|images|video` instead"
+            )
         print(f"generator: {args.network} ({G.resolution} px, {G.num_ws} ws, c_dim {G.c_dim}, kimg {meta.get('kimg')})")
         if args.what == "images":
             if not args.outdir:

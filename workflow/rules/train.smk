@@ -2,9 +2,14 @@
 # itself (snapshots are not declared outputs, so a failed or killed job keeps them and the rerun continues); a
 # changed pack starts a new run. The outputs below are copies of the finished run's files. Needs the hdf5 or zip
 # pack (pack.formats).
+from animefaces.train.models import is_conditional
+
 # The pack it reads (animefaces.wiring.train_data), the GPUs it requests and how it is launched come from the
 # config; the rule only wires them.
 TRAIN_DATA = train_data(config, RES)
+# train.model (stylegan2 | biggan) and whether it is class-conditional decide which sample products are built.
+TRAIN_MODEL = config["train"]["model"]
+TRAIN_CONDITIONAL = is_conditional(config["train"])
 
 
 rule train:

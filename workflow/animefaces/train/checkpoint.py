@@ -147,10 +147,10 @@ def save_network(path: str | os.PathLike[str], G_ema: nn.Module, config: dict[st
 
 def load_generator(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """G_ema from a ``network-final.pt`` or a snapshot, in eval mode, plus the file's metadata."""
-    from .networks import Generator
+    from .models import get_model, model_of
 
     obj = load_file(path)
-    G = Generator(**obj["G_kwargs"])
+    G = get_model(obj.get("model") or model_of(obj.get("config"))).build_generator(obj["G_kwargs"])
     G.load_state_dict(obj["G_ema"])
     G.eval().requires_grad_(False).to(device)
     meta = {k: v for k, v in obj.items() if k not in ("G", "D", "G_ema", "opt_G", "opt_D", "rng")}

@@ -82,6 +82,12 @@ class ImageData:
         out[order] = block[inverse]
         return torch.from_numpy(out)
 
+    def class_counts(self) -> list[int] | None:
+        """Images per class id (integer labels only; None for unlabelled data or label vectors)."""
+        if self.raw_labels is None or self.raw_labels.ndim != 1 or not len(self.raw_labels):
+            return None
+        return [int(n) for n in np.bincount(self.raw_labels.astype(np.int64), minlength=self.num_classes)]
+
     def labels_for(self, idx: Tensor, c_dim: int) -> Tensor:
         if c_dim == 0:
             return torch.zeros(len(idx), 0)

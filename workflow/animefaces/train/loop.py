@@ -23,7 +23,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -38,8 +37,7 @@ from . import monitor, presets
 from .augment import AdaController, AugmentPipe
 from .data import BatchSampler, ImageData, open_dataset, probe, to_float
 from .loader import BatchLoader
-from .losses import StyleGAN2Loss
-from .networks import build_networks
+from .models import get_model
 
 EXIT_INTERRUPTED = 3  # returned when an injected stop (tests) ends the run early
 
@@ -101,7 +99,10 @@ class Trainer:
         self.cfg = presets.resolve(params, src_res, classes, self.device.type)
         cfg = self.cfg
         if cfg["cond"] and classes < 2:
-            raise ValueError(f"train.cond is true but {data_path} has no class labels (or only one class)")
+            raise ValueError(
+                f"train.cond is true (train.model {cfg['model']} is conditional unless train.cond: false) but "
+                f"{data_path} has no class labels (or only one class)"
+            )
         if cfg["batch"] % self.world:
             raise ValueError(f"train.batch {cfg['batch']} is not divisible by the {self.world} GPUs")
         self.batch_gpu = cfg["batch"] // self.world
@@ -118,8 +119,9 @@ class Trainer:
         self.batches = BatchLoader(self.data, self.sampler, self.batch_gpu, self.device, cfg.get("loader_workers"))
         self.log(self.batches.describe())
 
-        arch = presets.arch_of(cfg)
-        self.G, self.D = build_networks(arch)
+        # the model's part (train.model): networks, optimisers, iteration, extra state; see models.Recipe
+        self.recipe = get_model(cfg["model"]).make_recipe(self)
+        self.G, self.D = self.recipe.build_networks()
         self.G.to(self.device).train()
         self.D.to(self.device).train()
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
@@ -138,33 +140,16 @@ class Trainer:
         if cfg["channels_last"]:
             self.G.to(memory_format=torch.channels_last)
             self.D.to(memory_format=torch.channels_last)
-        self.opt_G = self._adam(self.G, cfg["lr_g"], cfg["g_reg_interval"] if cfg["pl_weight"] > 0 else 0)
-        self.opt_D = self._adam(self.D, cfg["lr_d"], cfg["d_reg_interval"] if cfg["r1_gamma"] > 0 else 0)
+        self.opt_G, self.opt_D = self.recipe.make_optimizers()
         fp16 = cfg["precision"] == "fp16"
         self.scaler_G = torch.amp.GradScaler("cuda") if fp16 else None
         self.scaler_D = torch.amp.GradScaler("cuda") if fp16 else None
-        G_run, D_run = self.G, self.D
-        if cfg["compile"]:
-            # compile the mapping/synthesis forwards used by the main passes; the regularisation passes (double
-            # backward) use the eager modules. Parameters stay shared, state_dict keys unchanged.
-            G_run = SimpleNamespace(mapping=torch.compile(self.G.mapping), synthesis=torch.compile(self.G.synthesis))
-            D_run = torch.compile(self.D)
-        self.loss = StyleGAN2Loss(
-            self.G,
-            self.D,
-            self.aug if mode != "none" else None,
-            r1_gamma=cfg["r1_gamma"],
-            pl_weight=cfg["pl_weight"],
-            style_mixing=cfg["style_mixing"],
-            autocast=self._autocast,
-            G_run=G_run,
-            D_run=D_run,
-        )
         self.counters = Counters()
         self.history: list[dict[str, Any]] = []
         self.total_nimg = int(round(cfg["kimg"] * 1000))
         self.tick_nimg = max(1, int(round(cfg["kimg_per_tick"] * 1000)))
         self.resumed_from: str | None = None
+        self._grid_cache: tuple[int, Tensor] | None = None
 
         # fixed grid latents and labels: their own generator, never the training RNG
         gen = torch.Generator().manual_seed(cfg["seed"] + 1_000_003)
@@ -172,6 +157,7 @@ class Trainer:
         self.grid_z = torch.randn(n_grid, cfg["z_dim"], generator=gen).to(self.device)
         self.grid_idx = torch.randint(len(self.data), (n_grid,), generator=gen)
         self.grid_c = self.data.labels_for(self.grid_idx, cfg["c_dim"]).to(self.device)
+        self.recipe.setup()  # losses, compiled forwards, model-specific grid labels
         self.quality = TrainingMetrics.from_config(cfg, self.data, self.device, self.rank, self.log)
 
     # ---------------------------------------------------------------------------------------------- setup
@@ -186,22 +172,6 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = bool(cfg["tf32"])
             torch.backends.cudnn.allow_tf32 = bool(cfg["tf32"])
 
-    def _adam(self, module: nn.Module, lr: float, reg_interval: int) -> torch.optim.Adam:
-        ratio = reg_interval / (reg_interval + 1) if reg_interval else 1.0
-        return torch.optim.Adam(module.parameters(), lr=lr * ratio, betas=(0.0, 0.99**ratio), eps=1e-8)
-
-    def _set_lr(self) -> None:
-        """Apply the current config's learning rates (they may differ from the resumed snapshot's)."""
-        cfg = self.cfg
-        for opt, lr, interval in (
-            (self.opt_G, cfg["lr_g"], cfg["g_reg_interval"] if cfg["pl_weight"] > 0 else 0),
-            (self.opt_D, cfg["lr_d"], cfg["d_reg_interval"] if cfg["r1_gamma"] > 0 else 0),
-        ):
-            ratio = interval / (interval + 1) if interval else 1.0
-            for group in opt.param_groups:
-                group["lr"] = lr * ratio
-                group["betas"] = (0.0, 0.99**ratio)
-
     def _autocast(self) -> contextlib.AbstractContextManager:
         prec = self.cfg["precision"]
         if self.device.type != "cuda" or prec == "fp32":
@@ -214,7 +184,7 @@ class Trainer:
         # per-process state: RNGs, the data sampler, and the statistics each rank accumulates locally
         rng["sampler"] = self.sampler.state_dict()
         rng["ada"] = self.ada.state_dict() if self.ada else None
-        rng["pl_mean"] = self.loss.pl_mean.detach().cpu()
+        rng.update(self.recipe.rank_state())
         rngs = [rng]
         if self.world > 1:
             import torch.distributed as dist
@@ -233,7 +203,7 @@ class Trainer:
             "scaler_G": self.scaler_G.state_dict() if self.scaler_G else None,
             "scaler_D": self.scaler_D.state_dict() if self.scaler_D else None,
             "augment": {"p": float(self.aug.p), "ada": self.ada.state_dict() if self.ada else None},
-            "pl_mean": self.loss.pl_mean.detach().cpu(),
+            **self.recipe.state(),
             "counters": asdict(self.counters),
             "rng": rngs,
             "world": self.world,
@@ -248,14 +218,14 @@ class Trainer:
         self.G_ema.load_state_dict(state["G_ema"])
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D.load_state_dict(state["opt_D"])
-        self._set_lr()
+        self.recipe.apply_config_to_optimizers()
         if self.scaler_G and state.get("scaler_G"):
             self.scaler_G.load_state_dict(state["scaler_G"])
             self.scaler_D.load_state_dict(state["scaler_D"])
         self.aug.p.fill_(float(state["augment"]["p"]))
         if self.ada and state["augment"].get("ada"):
             self.ada.load_state_dict(state["augment"]["ada"])
-        self.loss.pl_mean.copy_(state["pl_mean"].to(self.device))
+        self.recipe.load_state(state)
         self.counters = Counters(**state["counters"])
         self.history = list(state.get("metrics", []))
         rngs = state["rng"]
@@ -266,8 +236,7 @@ class Trainer:
             self.batches.restart()
             if self.ada and rng.get("ada"):
                 self.ada.load_state_dict(rng["ada"])
-            if rng.get("pl_mean") is not None:
-                self.loss.pl_mean.copy_(rng["pl_mean"].to(self.device))
+            self.recipe.load_rank_state(rng)
         else:
             self.log(f"snapshot was written by {len(rngs)} process(es), this run has {self.world}: RNGs reseeded")
             _seed_all(self.cfg["seed"] * self.world + self.rank + self.counters.step)
@@ -348,48 +317,16 @@ class Trainer:
 
     def train_step(self, stats: dict[str, list[Tensor]]) -> None:
         cfg, c = self.cfg, self.counters
-        real, real_c = self._next_batch()
+        n_real = self.recipe.train_step(stats)  # the model's phases; returns the real images shown to D
 
-        # G: main loss (+ lazy path-length regularisation)
-        self.G.requires_grad_(True)
-        self.D.requires_grad_(False)
-        self.opt_G.zero_grad(set_to_none=True)
-        z, gen_c = self._gen_inputs()
-        loss, st = self.loss.g_main(z, gen_c)
-        self._step(loss, self.opt_G, self.G, self.scaler_G)
-        _add(stats, st)
-        if cfg["pl_weight"] > 0 and c.step % cfg["g_reg_interval"] == 0:
-            self.opt_G.zero_grad(set_to_none=True)
-            z, gen_c = self._gen_inputs()
-            loss, st = self.loss.g_pl(z, gen_c)
-            self._step(loss * cfg["g_reg_interval"], self.opt_G, self.G, self.scaler_G)
-            _add(stats, st)
-        self.G.requires_grad_(False)
-
-        # D: main loss (+ lazy R1)
-        self.D.requires_grad_(True)
-        self.opt_D.zero_grad(set_to_none=True)
-        z, gen_c = self._gen_inputs()
-        loss, real_logits, st = self.loss.d_main(real, real_c, z, gen_c)
-        self._step(loss, self.opt_D, self.D, self.scaler_D)
-        _add(stats, st)
-        if self.ada is not None:
-            self.ada.accumulate(real_logits)
-        if cfg["r1_gamma"] > 0 and c.step % cfg["d_reg_interval"] == 0:
-            self.opt_D.zero_grad(set_to_none=True)
-            if self.scaler_D is not None:
-                loss, st = self.loss.d_r1(real, real_c, self.scaler_D.scale, 1.0 / float(self.scaler_D.get_scale()))
-            else:
-                loss, st = self.loss.d_r1(real, real_c)
-            self._step(loss * cfg["d_reg_interval"], self.opt_D, self.D, self.scaler_D)
-            _add(stats, st)
-        self.D.requires_grad_(False)
-
-        # EMA of G (half-life ema_kimg, ramped up early in training); buffers (w_avg, const noise) copied
+        # EMA of G (half-life ema_kimg, ramped up early in training; a plain copy before ema_start_kimg);
+        # buffers (w_avg, const noise, BatchNorm statistics) copied
         ema_nimg = cfg["ema_kimg"] * 1000
         if cfg["ema_rampup"] is not None:
             ema_nimg = min(ema_nimg, c.nimg * cfg["ema_rampup"])
-        beta = 0.5 ** (cfg["batch"] / max(ema_nimg, 1e-8))
+        beta = 0.5 ** (n_real / max(ema_nimg, 1e-8))
+        if c.nimg < (cfg.get("ema_start_kimg") or 0) * 1000:
+            beta = 0.0
         with torch.no_grad():
             for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters(), strict=True):
                 p_ema.copy_(p.detach().lerp(p_ema, beta))
@@ -397,7 +334,7 @@ class Trainer:
                 b_ema.copy_(b)
 
         c.step += 1
-        c.nimg += cfg["batch"]
+        c.nimg += n_real
         if self.ada is not None:
             self.ada.maybe_adjust(c.step, self._reduce_pair if self.world > 1 else None)
 
@@ -411,10 +348,15 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------- outputs
     @torch.no_grad()
     def grid_images(self) -> Tensor:
+        """G_ema on the fixed grid latents (cached per image count: the tick metrics and the grid share it)."""
+        if self._grid_cache is not None and self._grid_cache[0] == self.counters.nimg:
+            return self._grid_cache[1]
+        self.recipe.prepare_for_sampling(self.G_ema)
         out = []
         for i in range(0, len(self.grid_z), 16):
-            out.append(self.G_ema(self.grid_z[i : i + 16], self.grid_c[i : i + 16], noise_mode="const").float().cpu())
-        return torch.cat(out)
+            out.append(self.recipe.render(self.G_ema, self.grid_z[i : i + 16], self.grid_c[i : i + 16]).float().cpu())
+        self._grid_cache = (self.counters.nimg, torch.cat(out))
+        return self._grid_cache[1]
 
     def save_grid(self, tick: int) -> None:
         if self.rank == 0:
@@ -448,7 +390,14 @@ class Trainer:
     def write_final(self) -> None:
         if self.rank != 0:
             return
-        extra = {"kimg": self.counters.nimg / 1000, "tick": self.counters.tick, "dataset": {"path": self.data.path}}
+        extra = {
+            "kimg": self.counters.nimg / 1000,
+            "tick": self.counters.tick,
+            "dataset": {"path": self.data.path},
+            "model": self.cfg["model"],
+            "class_counts": self.data.class_counts(),
+        }
+        self.recipe.prepare_for_sampling(self.G_ema)
         ckpt.save_network(self.outdir / "network-final.pt", self.G_ema, self.cfg, extra)
         monitor.write_metrics(self.outdir / "metrics.jsonl", self.history)
         monitor.plot_losses(self.outdir / "losses.png", self.history)
@@ -502,6 +451,8 @@ class Trainer:
             stats = {}
             self.history.append(row)
             self.log(_format_row(row))
+            if row.get("warning"):
+                self.log(f"WARNING: {row['warning']}")
             tb.scalars(row)
             self.save_grid(c.tick)
             if self.rank == 0:
@@ -543,7 +494,7 @@ class Trainer:
             means = dict(zip(keys, t / self.world, strict=True))
         for k in sorted(means):
             row[k] = float(means[k])
-        row["pl_mean"] = float(self.loss.pl_mean) if self.cfg["pl_weight"] > 0 else None
+        row.update(self.recipe.tick_metrics({k: row[k] for k in means}))
         row["aug_p"] = float(self.aug.p)
         row["ada_rt"] = self.ada.last_rt if self.ada and math.isfinite(self.ada.last_rt) else None
         row["sec_per_tick"] = tick_time
@@ -558,11 +509,6 @@ class Trainer:
         except Exception:  # noqa: BLE001
             row["cpu_mem_gb"] = None
         return row
-
-
-def _add(stats: dict[str, list[Tensor]], new: dict[str, Tensor]) -> None:
-    for k, v in new.items():
-        stats.setdefault(k, []).append(v.detach().float())
 
 
 def _cpu_state(module: nn.Module) -> dict[str, Tensor]:

@@ -108,6 +108,7 @@ ARCH_KEYS = ["resolution", "z_dim", "w_dim", "map_layers", "channel_base", "chan
 # Settings that must not change between a snapshot and the run resuming it (the saved state would not fit or
 # the run would silently become a different experiment); everything else (kimg, snap, lr, ...) may change.
 RESUME_KEYS = [*ARCH_KEYS, "batch", "conv_clamp", "seed", "augment", "mirror", "precision"]
+NETWORK_KEYS = [*ARCH_KEYS, "conv_clamp"]  # what build_networks needs
 
 
 def auto_preset(resolution: int) -> str:
@@ -137,13 +138,21 @@ def resolve(cfg: dict[str, Any], data_resolution: int, c_dim: int, device_type: 
     ``data_resolution`` is the pack's image size S; training may use S or a power-of-two fraction of it
     (images are box-downscaled once on load). Raises ValueError naming the ``train.*`` key to fix.
     """
+    from .models import get_model
+
+    spec = get_model(cfg.get("model"))  # train.model picks the preset table (this module's for stylegan2)
+    table = spec.preset_table
     out = dict(cfg)
+    out["model"] = spec.name
     name = cfg.get("preset") or "auto"
     if name == "auto":
-        name = auto_preset(cfg.get("resolution") or data_resolution)
-    if name not in PRESETS:
-        raise ValueError(f"train.preset: unknown preset {name!r}; choose one of {PRESET_NAMES}")
-    preset = PRESETS[name]
+        name = table.auto_preset(cfg.get("resolution") or data_resolution)
+    if name not in table.PRESETS:
+        raise ValueError(
+            f"train.preset: {name!r} is not a {spec.name} preset (train.model: {spec.name}); "
+            f"choose one of {['auto', *table.PRESETS]}"
+        )
+    preset = table.PRESETS[name]
     out["preset"] = name
     for key, value in preset.items():
         if out.get(key) is None:
@@ -160,7 +169,9 @@ def resolve(cfg: dict[str, Any], data_resolution: int, c_dim: int, device_type: 
         )
     if data_resolution % res or not _pow2(data_resolution // res):
         raise ValueError(f"train.resolution: {res} must be the pack size {data_resolution} divided by a power of two")
-    out["c_dim"] = int(c_dim) if cfg.get("cond") else 0
+    cond = cfg.get("cond")
+    out["cond"] = spec.conditional_by_default if cond is None else bool(cond)
+    out["c_dim"] = int(c_dim) if out["cond"] else 0
     if int(out["batch"]) < 1:
         raise ValueError("train.batch: must be >= 1")
     if out["r1_gamma"] == "auto":
@@ -173,14 +184,24 @@ def resolve(cfg: dict[str, Any], data_resolution: int, c_dim: int, device_type: 
     if out.get("channels_last") is None:
         out["channels_last"] = device_type == "cuda"
     out["num_ws"] = 2 * int(math.log2(res)) - 2
+    finalize = getattr(table, "finalize", None)  # model-specific checks (presets_biggan.finalize)
+    if finalize is not None:
+        finalize(out)
     return out
 
 
 def arch_of(resolved: dict[str, Any]) -> dict[str, Any]:
-    """The architecture part of resolved settings (what ``networks.build_networks`` needs)."""
-    return {k: resolved[k] for k in [*ARCH_KEYS, "conv_clamp"]}
+    """The architecture part of resolved settings (what the model's network builder needs)."""
+    from .models import get_model
+
+    return {k: resolved[k] for k in get_model(resolved.get("model")).preset_table.NETWORK_KEYS}
 
 
 def incompatible(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Keys in RESUME_KEYS whose values differ, as ``key: saved -> current`` strings."""
-    return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in RESUME_KEYS if saved.get(k) != current.get(k)]
+    """Keys in the model's RESUME_KEYS whose values differ (and the model itself), as ``key: saved -> current``."""
+    from .models import get_model, model_of
+
+    if model_of(saved) != model_of(current):
+        return [f"model: {model_of(saved)!r} -> {model_of(current)!r}"]
+    keys = get_model(model_of(current)).preset_table.RESUME_KEYS
+    return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in keys if saved.get(k) != current.get(k)]
