@@ -110,8 +110,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         cache = out / "evidence-metric.json"
         if cache.exists():
             done = {float(r["kimg"]): r for r in json.loads(cache.read_text())["points"]}
-        for kimg, path in sorted(list_snapshots(out / "snapshots")):
-            if kimg not in done:
+        for i, (kimg, path) in enumerate(sorted(list_snapshots(out / "snapshots"))):
+            if kimg not in done and (i + 1) % args.stride == 0:
                 done[kimg] = {"kimg": kimg, **metric(path)}
                 print(json.dumps(done[kimg]), flush=True)
                 cache.write_text(json.dumps({"points": [done[k] for k in sorted(done)]}, indent=1))
@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--curve", default=None)
     e.add_argument("--metric", action="store_true", help="compute the offline proxy metric of every snapshot")
     e.add_argument("--n", type=int, default=1000, help="images per side for the metric")
+    e.add_argument("--stride", type=int, default=1, help="evaluate every this-many-th snapshot")
     args = ap.parse_args(argv)
     return cmd_train(args) if args.cmd == "train" else cmd_evaluate(args)
 
