@@ -2,7 +2,11 @@
 # Rules are thin: each calls `python -m animefaces.<stage>`; all logic lives in workflow/animefaces/.
 
 
-configfile: "config/config.yaml"
+# No --configfile: the embedded demo (config/demo.yaml). A user's --configfile is never merged over the demo: it
+# gets the schema defaults (config/config.yaml is the template for real data; config/README.md explains it).
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/demo.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -48,7 +48,7 @@ def make_mirror(root: Path, posts: list[tuple[int, str]], present: float, seed: 
 from animefaces.demo.corpus import ASSUMED_CONFIG  # noqa: E402  (the demo's filter block, one source)
 
 FILTERS = {
-    # the demo's filter block (config/config.yaml): most posts are dropped, few rows carry kept-row columns
+    # the demo's filter block (config/demo.yaml): most posts are dropped, few rows carry kept-row columns
     "demo_filter": dict(ASSUMED_CONFIG["filter"]),
     # the schema defaults (keep every rating): most posts are kept, the worst case for memory
     "defaults": {},

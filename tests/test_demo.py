@@ -402,7 +402,7 @@ def test_ingest_funnel_matches_the_ground_truth_exactly(mirror, tmp_path, repo):
     from animefaces.ledger import load_ledger
 
     root, truth = mirror
-    cfg = load_config(repo / "config/config.yaml")
+    cfg = load_config(repo / "config/demo.yaml")
     dataset = dict(cfg["dataset"], root=str(root), metadata=[str(root / m) for m in layout.METADATA_FILES])
     ingest(tmp_path / "res" / "ingest", dataset, cfg["filter"], cfg["classes"], 4)
     led = load_ledger(tmp_path / "res")
@@ -453,7 +453,7 @@ def test_the_seed_detector_finds_the_drawn_faces(mirror, shared):
 
 
 def test_config_mistakes_are_named(tmp_path, repo):
-    cfg = load_config(repo / "config/config.yaml")
+    cfg = load_config(repo / "config/demo.yaml")
     check_config(cfg)  # the shipped config is consistent
     root = cfg["dataset"]["root"]
     with pytest.raises(ValueError, match="dataset.metadata"):
@@ -468,13 +468,15 @@ def test_config_mistakes_are_named(tmp_path, repo):
     out = tmp_path / "cli"
     rc = demo_main(["--root", str(out), "--params", '{"posts": 50}', "--metadata", str(out / "x.json")])
     assert rc == 2 and not out.exists()
-    assert demo_main(["--root", str(out), "--params", '{"posts": 10}']) == 2  # schema: posts >= 50
+    with pytest.raises(SystemExit) as exit_:  # schema: posts >= 50; a config error exits 2
+        demo_main(["--root", str(out), "--params", '{"posts": 10}'])
+    assert exit_.value.code == 2
 
 
 def test_snakemake_refuses_a_demo_with_other_metadata(repo, tmp_path):
     res = subprocess.run(
         [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--directory", str(tmp_path), "-s",
-         str(repo / "Snakefile"), "--configfile", str(repo / "config/config.yaml"),
+         str(repo / "Snakefile"), "--configfile", str(repo / "config/demo.yaml"),
          "--config", "dataset={'name': 'demo', 'root': 'x', 'metadata': ['x/posts.json']}"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -489,7 +491,7 @@ def test_default_demo_corpus(tmp_path, repo, shared):
 
     import demo_tune as tune
 
-    cfg = load_config(repo / "config/config.yaml")["demo"]
+    cfg = load_config(repo / "config/demo.yaml")["demo"]
     t0 = time.process_time()
     truth = generate(tmp_path / "m", seed=cfg["seed"], posts=cfg["posts"])
     assert time.process_time() - t0 < 60

@@ -72,7 +72,7 @@ class RuleInfo:
 
 def load_rules(snakefile: Path, workdir: Path, config: dict | None = None) -> list[RuleInfo]:
     """The workflow's rules through the Snakemake API (no regex over .smk files): env, command, modules run.
-    ``config`` overrides keys of config/config.yaml (like ``--config``)."""
+    ``config`` overrides keys of config/demo.yaml, the config without --configfile (like ``--config``)."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.enums import Quietness
     from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings

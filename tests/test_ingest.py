@@ -727,6 +727,8 @@ def test_snakemake_rule_runs_ingest(tmp_path, repo, shared):
             str(work),
             "--cores",
             "1",
+            "--configfile",
+            "config/config.yaml",
             "results/t/ingest/classes.tsv",
         ],  # fmt: skip
         cwd=work,

@@ -79,7 +79,7 @@ def planned_jobs(workdir: Path, *targets: str) -> dict[str, int]:
 
 
 def write_config(workdir: Path, overrides: dict) -> None:
-    path = workdir / "config" / "config.yaml"
+    path = workdir / "config" / "demo.yaml"  # what snakemake runs without --configfile
     cfg = yaml.safe_load(path.read_text()) or {}
     for key, value in overrides.items():
         if isinstance(value, dict):
@@ -93,7 +93,7 @@ def write_config(workdir: Path, overrides: dict) -> None:
 
 
 MINI_SNAKEFILE = """
-configfile: "config/config.yaml"
+configfile: "config/demo.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/select.smk"

@@ -175,12 +175,16 @@ def test_report_manifests_follow_the_ledger_stages():
     assert len(wiring.report_files(m)) == 3 + 2 * 4 + 1
 
 
-def test_dag_time_checks_name_the_key():
+def test_dag_time_checks_name_the_key(capsys):
     config = defaults()
     config["filter"]["ratings"] = ["s"]
     config["filter"]["rating_scheme"] = None
-    with pytest.raises(ValueError, match="rating"):
-        wiring.check_config(config)
+    with pytest.raises(SystemExit) as exc:
+        wiring.check_config(config, wiring.config_source(["my.yaml"]))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "my.yaml" in err and "filter.ratings" in err, err
+    assert "Traceback" not in err
 
 
 def test_ordered_map_keeps_order_and_bounds_the_window():

@@ -151,8 +151,8 @@ def test_circular_gaussian_smoothing():
 
 
 def test_cli_errors_are_reported(network, tmp_path, capsys):
-    assert (
-        sample.main(["images", "--network", str(network), "--outdir", str(tmp_path), "--params", '{"count": 0}']) == 2
-    )
+    with pytest.raises(SystemExit) as exit_:  # a config error exits 2, as argparse does for a usage error
+        sample.main(["images", "--network", str(network), "--outdir", str(tmp_path), "--params", '{"count": 0}'])
+    assert exit_.value.code == 2
     assert "count" in capsys.readouterr().err
     assert sample.main(["figures", "--network", str(tmp_path / "nope.pt"), "--outdir", str(tmp_path)]) == 1

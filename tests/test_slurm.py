@@ -236,7 +236,7 @@ def test_demo_workflow_on_slurm_equals_local_run(cluster, tmp_path, shared):
     local = copy_workflow(tmp_path / "local")
     remote = copy_workflow(tmp_path / "slurm")
     env = cluster.env()
-    common = ["--until", stage, "--configfile", "config/config.yaml", str(overrides)]
+    common = ["--until", stage, "--configfile", "config/demo.yaml", str(overrides)]
 
     t0 = time.monotonic()
     local_args = ["--cores", "2", "--workflow-profile", "none", *common]

@@ -363,7 +363,9 @@ def test_transfer_learning_to_a_conditional_run(reference_run, pack, tmp_path, c
 
 
 def test_cli_reports_config_errors(tmp_path, capsys):
-    assert train_main(["--data", "x.h5", "--outdir", str(tmp_path), "--params", '{"batchsize": 3}']) == 2
+    with pytest.raises(SystemExit) as exit_:  # a config error exits 2, as argparse does for a usage error
+        train_main(["--data", "x.h5", "--outdir", str(tmp_path), "--params", '{"batchsize": 3}'])
+    assert exit_.value.code == 2
     assert "batchsize" in capsys.readouterr().err
     assert train_main(["--data", str(tmp_path / "missing.h5"), "--outdir", str(tmp_path)]) == 1
     assert "does not exist" in capsys.readouterr().err
@@ -372,7 +374,7 @@ def test_cli_reports_config_errors(tmp_path, capsys):
 def test_train_rule_requests_a_gpu_only_when_asked(tmp_path):
     """Dry runs of the real Snakefile: resources gpu=N (and torchrun for N > 1) only for GPU configs."""
     (tmp_path / "config").mkdir()
-    shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
+    shutil.copy(REPO / "config" / "demo.yaml", tmp_path / "config" / "demo.yaml")
     name = "demo"
     pack_file = tmp_path / "results" / name / "pack" / "hdf5" / f"{name}.hdf5"
     pack_file.parent.mkdir(parents=True)

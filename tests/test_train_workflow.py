@@ -22,14 +22,14 @@ def snakemake(workdir: Path, config: dict, *targets: str) -> subprocess.Complete
     bindir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
     cmd = [str(bindir / "snakemake"), *targets, "-s", str(REPO / "Snakefile"), "--cores", "2"]
-    cmd += ["--configfile", "override.yaml"]  # last: --configfile takes several values
+    cmd += ["--configfile", "config/demo.yaml", "override.yaml"]  # the demo, changed; last: it takes several values
     return subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
 
 
 @pytest.mark.slow
 def test_train_and_sample_rules_end_to_end_and_continue_when_kimg_grows(tmp_path):
     (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "config.yaml").write_text((REPO / "config" / "config.yaml").read_text())
+    (tmp_path / "config" / "demo.yaml").write_text((REPO / "config" / "demo.yaml").read_text())
     pack = tmp_path / "results" / NAME / "pack" / "hdf5" / f"{NAME}.hdf5"
     pack.parent.mkdir(parents=True)
     write_h5(pack, blob_images(24, 32), np.zeros(24))

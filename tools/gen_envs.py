@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parent.parent
-PYTHON, PIP = "3.11.7", "24.2"  # the interpreter and installer every env pins (requires-python: 3.11)
+PYTHON, PIP = "3.11", "24.2"  # every env pins the interpreter series (requires-python: 3.11; any 3.11.x) and pip
 # Every family: what any animefaces module imported by a rule needs (config, manifests, decoding helpers).
 BASE = ["numpy", "pandas", "pyarrow", "pyyaml", "jsonschema", "tqdm", "psutil", "pillow"]
 # conda-forge name (and build) where it differs from the PyPI name; everything else is on conda-forge as on PyPI.

@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .cliflags import add_section_flags, section_or_exit
 from .columns import is_missing, str_or_none
-from .config import fill_defaults, parse_params
+from .config import fill_defaults
 from .decode import ImageRejected, format_of_file, is_lossless, load_rgb, read_file
 from .dedup.hashing import colour_thumb, file_sha256, perceptual_hash, pixel_sha256
 from .dedup.quality import blockiness, sharpness
@@ -267,7 +268,9 @@ def clean_frame(
         return {"path": str(rec["path"]), **v.details}
 
     carry = carried_columns(items)
-    return item_manifest(STAGE, shard, items, run, threads, carry, KEPT_COLUMNS, KEPT_DTYPES, True, drop_details)
+    return item_manifest(
+        STAGE, shard, items, run, threads, carry, KEPT_COLUMNS, KEPT_DTYPES, True, drop_details, unit="crops"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -278,11 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--input", required=True, help="crop manifest of the shard (RES/crop/manifests/<shard>.parquet)")
     ap.add_argument("--output", required=True, help="clean manifest to write")
     ap.add_argument("--shard", help="shard name (default: the input file's stem)")
-    ap.add_argument("--params", default="{}", help="the clean config section as JSON")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="worker threads (default: %(default)s)")
     ap.add_argument("--hash", help="perceptual hash for dedup (the config's dedup.hash; default: its schema default)")
+    add_section_flags(ap, STAGE)
     args = ap.parse_args(argv)
-    params = parse_params(args.params, STAGE)
+    params = section_or_exit(ap, args, STAGE)
     shard = args.shard or Path(args.input).stem
     t0 = time.perf_counter()
     blocklist = load_blocklist(params["blocklist"])

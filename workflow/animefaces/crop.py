@@ -39,13 +39,15 @@ import numpy as np
 import pandas as pd
 
 from .atomic import write_bytes
+from .cliflags import add_section_flags, section_or_exit
 from .columns import int_or_none, str_or_empty, with_dtypes
-from .config import fill_defaults, parse_params
+from .config import fill_defaults
 from .decode import ImageRejected, load_rgb, read_bgr, read_file
 from .detect import Detector, Face, detector_kind, make_detector
 from .faults import raise_if_fault
 from .manifest import StageRows, read_kept, write_manifest
 from .parallel import ordered_map
+from .progress import Progress
 
 log = logging.getLogger("animefaces.crop")
 
@@ -311,12 +313,8 @@ def _work_in_process(row: tuple[int, str]) -> PostResult:
     return crop_post(row[0], row[1], _PROC["detector"], _PROC["params"], _PROC["images_dir"], _PROC["info"])
 
 
-def _progress(total: int, shard: str):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is pinned, but the stage must not need it
-        return None
-    return tqdm(total=total, desc=f"crop {shard}", unit="img", file=sys.stderr, mininterval=5.0, ascii=True)
+def _progress(total: int, shard: str) -> Progress:
+    return Progress(f"crop {shard}", total, "images")
 
 
 def _clear_stale(images_dir: Path) -> None:
@@ -461,12 +459,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out-manifest", required=True, help="output: the crop manifest of this shard (.parquet)")
     ap.add_argument("--images", required=True, help="output folder for the crops ({post_id}_{n}.png)")
     ap.add_argument("--cascade", help="lbpcascade_animeface.xml (needed for detector lbpcascade)")
-    ap.add_argument("--params", help="the crop config section as JSON (defaults filled from the schema)")
     ap.add_argument("--threads", type=int, default=1, help="worker threads inside this job (default: %(default)s)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_section_flags(ap, "crop")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    params = parse_params(args.params, "crop")
+    params = section_or_exit(ap, args, "crop")
     try:
         posts = read_kept(args.manifest)
         df = run_crop(posts, args.shard, args.images, params, args.cascade, args.threads, not args.no_progress)

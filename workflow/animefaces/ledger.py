@@ -120,15 +120,40 @@ def format_funnel(table: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    snake_args: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, snake_args = argv[:cut], argv[cut + 1 :]
     ap = argparse.ArgumentParser(
         prog="animefaces funnel",
         description="Print the per-stage funnel of a results directory and check that every item is accounted for.",
+        epilog="With --run, arguments after -- are a snakemake command line; its --configfile/--config name the run.",
     )
-    ap.add_argument("results", help="results directory, e.g. results/demo")
+    ap.add_argument("results", nargs="?", help="results directory, e.g. results/demo")
+    ap.add_argument("--run", action="store_true", help="the results of the run a snakemake command line makes")
     ap.add_argument("--json", action="store_true", help="print the funnel as JSON records")
     ap.add_argument("--out", help="also write the funnel table to this file (.tsv or .parquet)")
     args = ap.parse_args(argv)
-    ledger = load_ledger(args.results)
+    if args.run or not args.results:
+        from .config import ConfigError, resolve_config, snakemake_config_args
+
+        files, overrides = snakemake_config_args(snake_args)
+        try:
+            results = f"results/{resolve_config(files, overrides)['dataset']['name']}"
+        except ConfigError as exc:
+            print(f"animefaces funnel: {exc}", file=sys.stderr)
+            return 2
+        if args.run and not any(manifest_files(results, stage) for stage in STAGES):
+            print(f"animefaces funnel: {results} has no stage manifests yet (nothing to count)")
+            return 0
+    else:
+        results = args.results
+    try:
+        ledger = load_ledger(results)
+    except FileNotFoundError as exc:
+        print(f"animefaces funnel: {exc}", file=sys.stderr)
+        return 1
     table = funnel(ledger)
     if args.json:
         print(json.dumps(table.to_dict(orient="records"), indent=1, default=str))

@@ -33,7 +33,7 @@ import pandas as pd
 from PIL import Image
 
 from .atomic import write_bytes
-from .config import parse_params
+from .cliflags import add_section_flags, section_or_exit
 from .decode import ImageRejected, load_rgb
 from .faults import raise_if_fault
 from .manifest import read_kept, write_manifest
@@ -234,7 +234,17 @@ def normalise_frame(
     carry = carried_columns(items, replaced=("path", "width", "height"))
     defaults = {"label": None, "character": ""}
     return item_manifest(
-        STAGE, shard, items, run, threads, carry, KEPT_COLUMNS, KEPT_DTYPES, carry_first=False, kept_defaults=defaults
+        STAGE,
+        shard,
+        items,
+        run,
+        threads,
+        carry,
+        KEPT_COLUMNS,
+        KEPT_DTYPES,
+        carry_first=False,
+        kept_defaults=defaults,
+        unit="faces",
     )
 
 
@@ -247,10 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", required=True, help="normalise manifest to write")
     ap.add_argument("--images", required=True, help="directory for the normalised images of this shard")
     ap.add_argument("--shard", help="shard name (default: the input file's stem)")
-    ap.add_argument("--params", default="{}", help="the normalise config section as JSON")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="worker threads (default: %(default)s)")
+    add_section_flags(ap, STAGE)
     args = ap.parse_args(argv)
-    params = parse_params(args.params, STAGE)
+    params = section_or_exit(ap, args, STAGE)
     shard = args.shard or Path(args.input).stem
     t0 = time.perf_counter()
     items = read_kept(args.input)

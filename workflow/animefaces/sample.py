@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from .atomic import atomic_path, write_json
 from .device import resolve_device
+from .progress import Progress, track
 from .train.monitor import save_png, tile, to_uint8
 
 
@@ -135,6 +136,7 @@ def mixing_ranges(num_ws: int) -> dict[str, tuple[int, int]]:
 def sample_images(G: nn.Module, cfg: dict[str, Any], outdir: str | os.PathLike[str], device) -> dict[str, Any]:
     seeds = list(range(cfg["seed_start"], cfg["seed_start"] + cfg["count"]))
     index: dict[str, Any] = {"seeds": seeds, "psis": cfg["psis"], "dirs": {}}
+    bar = Progress("sample images", len(seeds) * len(cfg["psis"]), "images")
     for psi in cfg["psis"]:
         d = Path(outdir) / psi_dirname(psi)
         d.mkdir(parents=True, exist_ok=True)
@@ -143,7 +145,9 @@ def sample_images(G: nn.Module, cfg: dict[str, Any], outdir: str | os.PathLike[s
             ws = seeds_to_ws(G, chunk, psi, cfg["class_idx"], device)
             for seed, img in zip(chunk, synth(G, ws, cfg["noise_mode"], cfg["batch"]), strict=True):
                 save_png(d / f"seed{seed:07d}.png", img)
+                bar.update()
         index["dirs"][f"{psi:.2f}"] = psi_dirname(psi)
+    bar.close()
     write_json(Path(outdir) / "images.json", index)
     return index
 
@@ -204,7 +208,7 @@ def interpolation_video(G: nn.Module, cfg: dict[str, Any], path, device) -> tupl
                 imgs = synth(G, ws, cfg["noise_mode"], cfg["batch"])
             yield tile(imgs, g, g)
 
-    return write_mp4(path, frames(), fps, cfg["video_crf"])
+    return write_mp4(path, track(frames(), "sample video", n_frames, "frames"), fps, cfg["video_crf"])
 
 
 def training_montage(grids_dir: str | os.PathLike[str], path, fps: int, crf: int = 20) -> tuple[int, int, int]:
@@ -230,12 +234,24 @@ def training_montage(grids_dir: str | os.PathLike[str], path, fps: int, crf: int
                 draw.text((4, 2), label, fill=(255, 255, 255))
                 yield np.asarray(im)
 
-    return write_mp4(path, frames(), fps, crf)
+    return write_mp4(path, track(frames(), "sample montage", len(files), "frames"), fps, crf)
 
 
 # ------------------------------------------------------------------------------------------------ CLI
+def seed_range(text: str) -> dict:
+    """``--seeds A-B`` (or ``A``) as the sample keys it means: ``{"seed_start": A, "count": B - A + 1}``."""
+    start, _, end = text.partition("-")
+    try:
+        a, b = int(start), int(end or start)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed range like 0-99") from None
+    if a < 0 or b < a:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= A <= B")
+    return {"seed_start": a, "count": b - a + 1}
+
+
 def main(argv: list[str] | None = None) -> int:
-    from .config import ConfigError, parse_params
+    from .cliflags import add_section_flags, section_or_exit
     from .train.checkpoint import load_generator
 
     ap = argparse.ArgumentParser(prog="animefaces sample", description=__doc__.split("\n\n")[0])
@@ -244,14 +260,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--outdir", help="images/figures: output folder (RES/samples)")
     ap.add_argument("--out", help="video/montage: output .mp4")
     ap.add_argument("--grids", help="montage: the tick-grid folder (RES/train/grids)")
-    ap.add_argument("--params", default="", help="the config 'sample' section as JSON")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--seeds", type=seed_range, metavar="A-B", help="images: seeds A..B (sets seed_start and count)")
+    add_section_flags(ap, "sample", aliases={"psis": ["--psi"]})
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        cfg = parse_params(args.params, "sample")
-    except ConfigError as exc:
-        print(f"animefaces sample: {exc}", file=sys.stderr)
-        return 2
+    cfg = section_or_exit(ap, args, "sample", extra=args.seeds or {})
     if args.threads:
         torch.set_num_threads(args.threads)
     try:

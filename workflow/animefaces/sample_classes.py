@@ -243,7 +243,7 @@ def class_video(ctx: Context, path: str | os.PathLike[str]) -> tuple[int, int, i
 
 # ------------------------------------------------------------------------------------------------ CLI
 def main(argv: list[str] | None = None) -> int:
-    from .config import ConfigError, parse_params
+    from .cliflags import add_section_flags, section_or_exit
     from .train.checkpoint import load_generator
 
     ap = argparse.ArgumentParser(prog="animefaces sample-classes", description=__doc__.split("\n\n")[0])
@@ -252,14 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--classes", help="the class table RES/ingest/classes.tsv (names); without it: class<id>")
     ap.add_argument("--outdir", help="sheets/images: output folder")
     ap.add_argument("--out", help="video: output .mp4")
-    ap.add_argument("--params", default="", help="the config 'sample' section as JSON")
-    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add_section_flags(ap, "sample", aliases={"psis": ["--psi"]})
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        cfg = parse_params(args.params, "sample")
-    except ConfigError as exc:
-        print(f"animefaces sample-classes: {exc}", file=sys.stderr)
-        return 2
+    cfg = section_or_exit(ap, args, "sample")
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.what in ("sheets", "images") and not args.outdir:

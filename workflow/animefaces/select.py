@@ -38,8 +38,9 @@ import pandas as pd
 
 from .atomic import atomic_path
 from .classtable import read_classes
+from .cliflags import add_section_flags, section_or_exit
 from .columns import int_or_none, is_missing
-from .config import ConfigError, parse_params
+from .config import ConfigError
 from .idlists import list_entries, read_list_file
 from .manifest import read_kept, to_frame, write_manifest
 from .parallel import ordered_map
@@ -345,12 +346,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--classes", help="class table RES/ingest/classes.tsv")
     ap.add_argument("--manifest-out", required=True, help="ledger manifest to write (RES/select/manifests/all.parquet)")
     ap.add_argument("--dataset-out", required=True, help="dataset table to write (RES/select/dataset.parquet)")
-    ap.add_argument("--params", default="{}", help="the select config section as JSON")
     ap.add_argument("--scores", help="the ranking table RES/rank/scores.parquet (for the low_d_score cut)")
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="worker threads (default: %(default)s)")
+    add_section_flags(ap, "select")
     args = ap.parse_args(argv)
+    params = section_or_exit(ap, args, "select")
     try:
-        params = parse_params(args.params, "select")
         run(args.manifests, args.classes, params, args.manifest_out, args.dataset_out, args.threads, scores=args.scores)
     except (SelectError, ConfigError) as exc:
         print(f"animefaces select: error: {exc}", file=sys.stderr)

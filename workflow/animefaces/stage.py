@@ -16,6 +16,7 @@ import pandas as pd
 from .columns import carried_dtypes, int_or_none, na_columns, with_dtypes
 from .manifest import LEDGER_COLUMNS, StageRows
 from .parallel import ordered_map
+from .progress import track
 
 
 class ItemResult(Protocol):
@@ -43,16 +44,20 @@ def item_manifest(
     carry_first: bool = True,
     drop_details: Callable[[dict, ItemResult], dict] | None = None,
     kept_defaults: dict[str, Any] | None = None,
+    unit: str = "items",
 ) -> pd.DataFrame:
     """The manifest frame of a per-item stage over the kept rows ``items`` of the previous stage's manifest.
 
     ``work(record)`` runs per input row (``threads`` workers, input order kept); a kept row is the carried columns,
     then ``kept_defaults`` for what the item lacks, then the result's ``cols``; ``drop_details(record, result)``
-    (default: the result's details) is what a dropped row records."""
+    (default: the result's details) is what a dropped row records. Progress (``unit`` per second, ETA) goes to
+    the job's log as ``<stage> <shard>`` lines (``animefaces.progress``)."""
     records = items.to_dict(orient="records")
     rows = StageRows(stage, shard)
     empty = na_columns([c for c in [*carry, *kept_dtypes] if c != "path"])
-    for rec, res in zip(records, ordered_map(work, records, threads), strict=True):
+    for rec, res in zip(
+        records, track(ordered_map(work, records, threads), f"{stage} {shard}", len(records), unit), strict=True
+    ):
         post_id = int_or_none(rec.get("post_id"))
         item = str(rec["item_id"])
         if res.reason:

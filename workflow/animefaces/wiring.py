@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .config import runtime_json, section_json
 from .ledger import STAGES
 from .pack.formats import PACK_FORMATS, training_format
 
@@ -20,19 +21,50 @@ def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
-def check_config(config: dict) -> None:
-    """The checks the schema cannot express, run at DAG build so the message (naming the key) comes before any
-    job: the demo's dataset keys, the filter section, the class table options, dataset.root (a pre-flight sample)."""
-    from .demo import check_config as check_demo_config
-    from .ingest.classes import ClassesConfig
-    from .ingest.filters import check_filter_config
-    from .ingest.preflight import preflight
+def check_config(config: dict, source: str = "") -> dict:
+    """Validate ``config`` in place before the DAG is built: the schema (defaults filled), every cross-key check
+    of ``animefaces.configcheck.CHECKS`` (the demo's dataset keys, the filter section, the class table options,
+    packs vs. training, ...), then a pre-flight sample of ``dataset.root``. Every problem on one line naming the
+    key, then exit 2 (no traceback, no schema dump); ``source`` names the config files in the message."""
+    import sys
 
-    check_demo_config(config)
-    check_filter_config(config["filter"])
-    ClassesConfig.from_section(config["classes"])
-    # a dataset.root where none of 200 sampled posts has its image: stop now, naming the key
-    preflight(config["dataset"], demo_enabled=config["demo"]["enabled"])
+    from .configcheck import validate_or_exit
+    from .ingest.preflight import PreflightError, preflight
+
+    validate_or_exit(config, source)
+    try:  # a dataset.root where none of 200 sampled posts has its image: stop now, naming the key
+        preflight(config["dataset"], demo_enabled=config["demo"]["enabled"])
+    except PreflightError as exc:
+        print(f"animefaces: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return config
+
+
+def config_source(configfiles: list) -> str:
+    """How the messages name the config: the ``--configfile`` files, or the embedded demo."""
+    return ", ".join(map(str, configfiles)) or "config/demo.yaml"
+
+
+# Keys of ``animefaces.config.RUNTIME_KEYS`` (paths, devices, threads, job resources) go to a job as ``--runtime``
+# through these: Snakemake does not record params computed by a function in its rerun trigger.
+def runtime_params(config: dict, name: str) -> Callable[..., str]:
+    """A rule ``params`` entry for the runtime keys. Snakemake does not record params computed by a function
+    of ``threads`` in its rerun trigger, so changing a path, device or thread count never reruns the stage."""
+    text = runtime_json(config, name)
+
+    def runtime(wildcards, threads) -> str:
+        return text
+
+    return runtime
+
+
+def runtime_value(value: Any) -> Callable[..., Any]:
+    """A rule ``params`` entry for one runtime value (e.g. a path) that must not trigger reruns."""
+
+    def runtime(wildcards, threads) -> Any:
+        return value
+
+    return runtime
 
 
 def metadata_files(config: dict) -> list[str]:
@@ -131,8 +163,9 @@ def train_resources(config: dict) -> dict[str, Any]:
 
 
 def train_params(config: dict) -> str:
-    """The train section minus the job-resource keys (changing mem_mb/runtime must not rerun training)."""
-    return _canonical({k: v for k, v in config["train"].items() if k not in ("mem_mb", "runtime")})
+    """The train section minus its runtime keys (``config.RUNTIME_KEYS``: device, GPUs, threads, job resources,
+    tensorboard): changing them must not rerun training; they go as ``--runtime`` (``runtime_params``)."""
+    return section_json(config, "train")
 
 
 def train_launch(config: dict) -> str:

@@ -22,7 +22,8 @@ rule clean:
     params:
         cfg=section_json(config, "clean"),
         hash=config["dedup"]["hash"],
+        runtime=runtime_params(config, "clean"),
     shell:
         "python -m animefaces.clean --shard {wildcards.shard} --input {input.manifest:q}"
-        " --output {output.manifest:q} --params {params.cfg:q} --hash {params.hash}"
+        " --output {output.manifest:q} --params {params.cfg:q} --runtime {params.runtime:q} --hash {params.hash}"
         " --threads {threads} > {log:q} 2>&1"

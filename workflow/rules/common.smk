@@ -2,12 +2,9 @@
 import sys
 from pathlib import Path
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
-
-
-validate(config, "../schemas/config.schema.yaml")
 
 PACKAGE_DIR = str(Path(workflow.basedir) / "workflow")
 sys.path.insert(0, PACKAGE_DIR)
@@ -17,6 +14,7 @@ from animefaces.runlock import end_run, job_check_command, start_run  # noqa: E4
 from animefaces.shards import shard_names  # noqa: E402
 from animefaces.wiring import (  # noqa: E402
     check_config,
+    config_source,
     input_folder,
     output_folder,
     pack_card_config,
@@ -28,14 +26,17 @@ from animefaces.wiring import (  # noqa: E402
     rank_network,
     report_files,
     report_manifests,
+    runtime_params,
+    runtime_value,
     train_data,
     train_launch,
     train_params,
     train_resources,
 )
 
-# Fail at DAG build, with the message naming the key, rather than in a job (e.g. 's' without a rating scheme).
-check_config(config)
+# Validate once, before the DAG: schema (defaults filled), cross-key checks (animefaces.configcheck) and the
+# dataset.root pre-flight; every problem on one line naming the key, then exit 2 (no traceback), not in a job.
+check_config(config, config_source(workflow.overwrite_configfiles))
 
 RES = f"results/{config['dataset']['name']}"
 

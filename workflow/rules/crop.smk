@@ -1,7 +1,8 @@
 # Face cropping: the cascade as a checksummed resource, then one crop job per shard.
 
 
-# Only crop.cascade_path is passed (not the whole section), so tuning the detector does not refetch the file.
+# Only crop.cascade_path is passed (not the whole section), so tuning the detector does not refetch the file; it
+# is a runtime value (moving the file refetches nothing: the output is checked against its sha256).
 # A local rule: on a cluster the download runs where the internet is.
 rule fetch_cascade:
     output:
@@ -12,7 +13,7 @@ rule fetch_cascade:
     conda:
         "../../envs/vision.yaml"
     params:
-        cascade_path=config["crop"]["cascade_path"] or "",
+        cascade_path=runtime_value(config["crop"]["cascade_path"] or ""),
     shell:
         "python -m animefaces.resources --dest {output:q} --cascade-path={params.cascade_path:q} > {log:q} 2>&1"
 
@@ -35,10 +36,11 @@ rule crop:
         mem_mb=2000,
     params:
         cfg=section_json(config, "crop"),
+        runtime=runtime_params(config, "crop"),
     shell:
         "python -m animefaces.crop --shard {wildcards.shard} --manifest {input.manifest:q}"
         " --cascade {input.cascade:q} --out-manifest {output.manifest:q} --images {output.images:q}"
-        " --params {params.cfg:q} --threads {threads} > {log:q} 2>&1"
+        " --params {params.cfg:q} --runtime {params.runtime:q} --threads {threads} > {log:q} 2>&1"
 
 
 TARGETS += expand(f"{RES}/crop/manifests/{{shard}}.parquet", shard=SHARDS)

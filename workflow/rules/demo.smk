@@ -3,6 +3,9 @@
 # expected ledger outcome). Logic: workflow/animefaces/demo/.
 from animefaces.demo import GROUND_TRUTH
 
+# animefaces.configcheck has already refused (before any job, naming the key) a demo whose dataset.metadata is
+# not the demo's files or whose dataset.root is a real mirror.
+
 if config["demo"]["enabled"]:
 
     rule demo_corpus:

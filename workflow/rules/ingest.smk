@@ -1,6 +1,8 @@
 # ingest: ONE job streams all Danbooru metadata (or lists the image folder), applies `filter` and `classes`, and
 # writes a manifest for every shard (empty ones too), unsharded.parquet (records without a usable post id) and
 # classes.tsv. Logic: workflow/animefaces/ingest/.
+# The filter and classes blocks were checked before the DAG (animefaces.configcheck), e.g. 's' without a
+# rating scheme.
 from animefaces.wiring import metadata_files
 
 # dataset.metadata may hold globs and directories: the rule's input is the files they stand for

@@ -20,9 +20,10 @@ rule normalise:
         mem_mb=2000,
     params:
         cfg=section_json(config, "normalise"),
+        runtime=runtime_params(config, "normalise"),
     shell:
         "python -m animefaces.normalise --shard {wildcards.shard} --input {input.manifest:q}"
-        " --output {output.manifest:q} --images {output.images:q} --params {params.cfg:q}"
+        " --output {output.manifest:q} --images {output.images:q} --params {params.cfg:q} --runtime {params.runtime:q}"
         " --threads {threads} > {log:q} 2>&1"
 
 

@@ -2,7 +2,10 @@
 
 SAMPLES = f"{RES}/samples"
 CLASS_SAMPLES = f"{RES}/samples/classes"
-SAMPLE_CMD = "python -m animefaces.sample {params.what} --params {params.cfg:q} --threads {threads}"
+SAMPLE_CMD = (
+    "python -m animefaces.sample {params.what} --params {params.cfg:q}"
+    " --runtime {params.runtime:q} --threads {threads}"
+)
 
 
 rule sample_images:
@@ -21,6 +24,7 @@ rule sample_images:
     params:
         what="images",
         cfg=section_json(config, "sample"),
+        runtime=runtime_params(config, "sample"),
         outdir=output_folder("index"),
     shell:
         SAMPLE_CMD
@@ -45,6 +49,7 @@ rule sample_figures:
     params:
         what="figures",
         cfg=section_json(config, "sample"),
+        runtime=runtime_params(config, "sample"),
         outdir=output_folder("truncation"),
     shell:
         SAMPLE_CMD
@@ -66,6 +71,7 @@ rule sample_video:
     params:
         what="video",
         cfg=section_json(config, "sample"),
+        runtime=runtime_params(config, "sample"),
     shell:
         SAMPLE_CMD
         + " --network {input.network:q} --out {output.video:q} > {log:q} 2>&1"
@@ -86,10 +92,10 @@ rule sample_montage:
     params:
         what="montage",
         cfg=section_json(config, "sample"),
+        runtime=runtime_params(config, "sample"),
         grids=input_folder("grids"),
     shell:
-        "python -m animefaces.sample {params.what} --params {params.cfg:q} --threads {threads}"
-        " --grids {params.grids:q} --out {output.video:q} > {log:q} 2>&1"
+        SAMPLE_CMD + " --grids {params.grids:q} --out {output.video:q} > {log:q} 2>&1"
 
 
 # Class-conditional models (BigGAN, or StyleGAN2 with train.cond): sheets with rows = classes named from the
@@ -113,10 +119,11 @@ rule sample_class_sheets:
     params:
         what="sheets",
         cfg=section_json(config, "sample"),
+        runtime=runtime_params(config, "sample"),
         outdir=output_folder("index"),
     shell:
         "python -m animefaces.sample_classes {params.what} --network {input.network:q}"
-        " --classes {input.classes:q} --params {params.cfg:q} --threads {threads}"
+        " --classes {input.classes:q} --params {params.cfg:q} --runtime {params.runtime:q} --threads {threads}"
         " --outdir {params.outdir:q} > {log:q} 2>&1"
 
 
@@ -136,10 +143,11 @@ rule sample_class_images:
     params:
         what="images",
         cfg=section_json(config, "sample"),
+        runtime=runtime_params(config, "sample"),
         outdir=output_folder("index"),
     shell:
         "python -m animefaces.sample_classes {params.what} --network {input.network:q}"
-        " --classes {input.classes:q} --params {params.cfg:q} --threads {threads}"
+        " --classes {input.classes:q} --params {params.cfg:q} --runtime {params.runtime:q} --threads {threads}"
         " --outdir {params.outdir:q} > {log:q} 2>&1"
 
 
@@ -159,9 +167,10 @@ rule sample_class_video:
     params:
         what="video",
         cfg=section_json(config, "sample"),
+        runtime=runtime_params(config, "sample"),
     shell:
         "python -m animefaces.sample_classes {params.what} --network {input.network:q}"
-        " --classes {input.classes:q} --params {params.cfg:q} --threads {threads}"
+        " --classes {input.classes:q} --params {params.cfg:q} --runtime {params.runtime:q} --threads {threads}"
         " --out {output.video:q} > {log:q} 2>&1"
 
 

@@ -31,11 +31,12 @@ rule train:
         **train_resources(config),
     params:
         cfg=train_params(config),
+        runtime=runtime_params(config, "train"),
         outdir=output_folder("network"),
-        launch=train_launch(config),
+        launch=runtime_value(train_launch(config)),
     shell:
         "{params.launch} --data {input.data:q} --outdir {params.outdir:q} --params {params.cfg:q}"
-        " --threads {threads} > {log:q} 2>&1"
+        " --runtime {params.runtime:q} --threads {threads} > {log:q} 2>&1"
 
 
 TARGETS += [

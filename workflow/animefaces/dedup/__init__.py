@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 from ..atomic import atomic_path
-from ..config import parse_params
+from ..cliflags import add_section_flags, section_or_exit
 from ..manifest import read_manifest, write_manifest
+from ..progress import track
 from .core import EXACT, NEAR, dedup_manifests, find_duplicates
 from .index import all_pairs, near_pairs, plan
 
@@ -32,15 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inputs", nargs="+", required=True, help="clean manifests, one per shard")
     ap.add_argument("--outputs", nargs="+", required=True, help="dedup manifests, same order and count as --inputs")
     ap.add_argument("--pairs", required=True, help="Parquet table of every duplicate pair found")
-    ap.add_argument("--params", default="{}", help="the dedup config section as JSON")
+    add_section_flags(ap, "dedup")
     args = ap.parse_args(argv)
     if len(args.inputs) != len(args.outputs):
         ap.error(f"--inputs has {len(args.inputs)} files but --outputs has {len(args.outputs)}")
-    params = parse_params(args.params, "dedup")
+    params = section_or_exit(ap, args, "dedup")
     t0 = time.perf_counter()
     frames = {}
     shard_of_output = {}
-    for inp, out in zip(args.inputs, args.outputs, strict=True):
+    for inp, out in track(list(zip(args.inputs, args.outputs, strict=True)), "dedup read", unit="shards"):
         shard = Path(inp).stem
         if Path(out).stem != shard:
             ap.error(f"output {out} does not match input {inp} (same shard name expected)")

@@ -32,6 +32,7 @@ import pandas as pd
 from ..columns import carried_dtypes, int_or_none, na_columns, with_dtypes
 from ..config import fill_defaults
 from ..manifest import DROPPED, KEPT, LEDGER_COLUMNS, StageRows
+from ..progress import track
 from .hashing import as_uint64, colour_residual, same_picture
 from .index import near_pairs
 
@@ -301,7 +302,8 @@ def dedup_manifests(
     twin = decision["identical_to"].to_numpy()
     dist = decision["distance"].to_numpy()
     keys = priority_keys(allk) if len(allk) else {}
-    for idx, rec in enumerate(allk.to_dict(orient="records")):
+    records = allk.to_dict(orient="records")
+    for idx, rec in enumerate(track(records, "dedup ledger", len(records), "items")):
         post_id = int_or_none(rec["post_id"])
         item = str(rec["item_id"])
         target = rows[rec["_shard"]]

@@ -6,7 +6,8 @@ import argparse
 import sys
 import time
 
-from ..config import ConfigError, parse_params
+from ..cliflags import add_section_flags, section_or_exit
+from ..config import ConfigError
 from .corpus import generate
 from .layout import check_metadata_paths
 
@@ -17,14 +18,14 @@ def main(argv: list[str] | None = None) -> int:
         description="Write the demo Danbooru-format mirror (images, metadata, ground_truth.json) under --root.",
     )
     ap.add_argument("--root", required=True, help="mirror root to write (dataset.root)")
-    ap.add_argument("--params", default="{}", help="the demo config section as JSON (demo.seed, demo.posts)")
     ap.add_argument(
         "--metadata", nargs="*", default=None, help="dataset.metadata as configured: must be the demo's three files"
     )
     ap.add_argument("--threads", type=int, default=1, help="processes for drawing (output is identical)")
+    add_section_flags(ap, "demo", skip=("enabled",))
     args = ap.parse_args(argv)
+    params = section_or_exit(ap, args, "demo")
     try:
-        params = parse_params(args.params, "demo")
         if args.metadata is not None:
             check_metadata_paths(args.root, args.metadata)
         t0 = time.perf_counter()

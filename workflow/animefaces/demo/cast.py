@@ -73,7 +73,7 @@ def _parse(table: str) -> tuple[Character, ...]:
 
 CAST: tuple[Character, ...] = _parse(_TABLE)
 BY_NAME = {c.name: c for c in CAST}
-ALIASES = {"saber_alter": "saber"}  # what config/config.yaml classes.aliases should say
+ALIASES = {"saber_alter": "saber"}  # what config/demo.yaml classes.aliases says
 
 ARTISTS = (
     "kumo_no_ue",

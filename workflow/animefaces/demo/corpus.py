@@ -50,7 +50,7 @@ DISTINCT_BITS = 12
 DISTINCT_COLOUR = 10.0
 GROUND_TRUTH_VERSION = 1
 
-# The config the expected outcomes assume (config/config.yaml sets these for the demo).
+# The config the expected outcomes assume (config/demo.yaml sets these for the demo).
 ASSUMED_CONFIG = {
     "filter": {
         "ratings": ["s"],

@@ -8,11 +8,15 @@ import logging
 import sys
 import time
 
-from ..config import ConfigError, load_config, parse_params
+from ..cliflags import add_section_flags, flag_values, section_from_args
+from ..config import ConfigError, load_config
 from .classes import ClassesConfigError
 from .core import ingest
 from .filters import FilterConfigError, RatingSchemeMismatch
 from .readers import MetadataError
+
+# config section -> the attribute of its JSON option (--dataset, --filter, --classes)
+SECTIONS = {"dataset": "dataset", "filter": "filter_", "classes": "classes"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--classes", help="the classes config section as JSON")
     ap.add_argument("--shards", type=int, help="number of shards (shards.count)")
     ap.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    for section in ("dataset", "filter", "classes"):
+        add_section_flags(ap, section, common=False)
     return ap
 
 
@@ -38,9 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         cfg = load_config(args.config) if args.config else {}
-        dataset = parse_params(args.dataset, "dataset") if args.dataset else cfg.get("dataset")
-        filter_section = parse_params(args.filter_, "filter") if args.filter_ else cfg.get("filter")
-        classes_section = parse_params(args.classes, "classes") if args.classes else cfg.get("classes")
+        # Any section given (a config file, a JSON option or a flag): the others take their defaults.
+        given = bool(cfg) or any(getattr(args, a) or flag_values(args, s) for s, a in SECTIONS.items())
+        dataset, filter_section, classes_section = (
+            section_from_args(args, s, base=cfg.get(s), json_attr=a) if given else None for s, a in SECTIONS.items()
+        )
         shards = args.shards if args.shards is not None else cfg.get("shards", {}).get("count")
         missing = [
             flag

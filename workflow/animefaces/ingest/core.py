@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..manifest import DROPPED, KEPT, manifest_path, write_manifest
+from ..progress import Progress, track
 from ..shards import N_BUCKETS, check_count, shard_names, shard_of_bucket
 from . import filters as F
 from .classes import CharacterNamer, ClassesConfig, top_classes, write_classes
@@ -223,6 +224,7 @@ class Ingestor:
         self.spill_files: list[str] = []
         self.unsharded: list[tuple[str, str, str]] = []  # (item/parent id, reason, details json)
         self.result = IngestResult()
+        self.progress: Progress | None = None  # records decided so far (ingest() sets it)
         self._shard_of_bucket = np.asarray([shard_of_bucket(b, self.count) for b in range(N_BUCKETS)], np.int64)
 
     # ------------------------------------------------------------------------------------------ reading
@@ -374,6 +376,8 @@ class Ingestor:
         t0 = time.perf_counter()
         cfg = self.cfg
         rows = len(n)
+        if self.progress is not None:
+            self.progress.update(rows)
         ids = np.asarray(cols["post_id"].to_numpy(zero_copy_only=False), dtype=np.int64)
         if folder is None:
             for item in pc.value_counts(cols["rating"]).to_pylist():
@@ -675,6 +679,7 @@ def ingest(
     source = dataset.get("source", "danbooru")
     root = dataset.get("root") or "."
     ing = Ingestor(cfg, classes_cfg, shard_count, root, out_dir, dataset.get("layout") or "original")
+    ing.progress = Progress("ingest", None, "records")
     try:
         try:
             _read_source(ing, source, root, dataset, filter_section)
@@ -682,6 +687,7 @@ def ingest(
             raise DamagedMetadata(f"{exc}. {_save_partial(ing)}") from exc
         return ing.finish()
     finally:
+        ing.progress.close()
         ing.close()
 
 
@@ -710,7 +716,7 @@ def _read_source(ing: Ingestor, source: str, root: str, dataset: dict, filter_se
         if not files:
             raise MetadataError("dataset.metadata lists no metadata files (required for dataset.source: danbooru)")
         check_unique_sources(files)
-        for path in files:
+        for path in track(files, "ingest metadata", unit="files"):
             log.info("reading %s", path)
             ing.add_metadata_file(path)
 

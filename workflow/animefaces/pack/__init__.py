@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import ConfigError, parse_params
+from ..cliflags import add_section_flags, section_or_exit
+from ..config import ConfigError
 from . import card as cards
 from .formats import PACK_FORMATS, PackJob, pack_format
 from .source import PackError, load_dataset, read_classes
@@ -48,7 +49,7 @@ def pack(
     labels = items["label"].to_numpy(dtype=np.int64)
     config = {"pack": {fmt: params[fmt]}, **(card_config or {})}  # this format's options (its rule's params)
     t0 = time.perf_counter()
-    written = writer(PackJob(items, labels, out, name, params[fmt], threads))
+    written = writer(PackJob(items, labels, out, name, params[fmt], threads, f"pack {fmt}"))
     size = written.size
     files = cards.file_entries(written.files, out.parent)
     seconds = time.perf_counter() - t0
@@ -73,12 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, help="pack file (hdf5, zip) or directory (tfrecord)")
     ap.add_argument("--card", help="dataset card JSON to write (RES/pack/cards/<format>.json)")
     ap.add_argument("--name", help="dataset name (TFRecord file prefix); default: the output's stem")
-    ap.add_argument("--params", default="{}", help="the pack config section as JSON")
     ap.add_argument("--card-config", default="{}", help="further config sections (JSON object) to record in the card")
     ap.add_argument("--threads", type=int, default=1, help="image decoding threads")
+    add_section_flags(ap, "pack", skip=("formats",))
     args = ap.parse_args(argv)
+    params = section_or_exit(ap, args, "pack")
     try:
-        params = parse_params(args.params, "pack")
         pack(
             args.format,
             args.dataset,

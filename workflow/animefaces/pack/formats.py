@@ -39,6 +39,14 @@ class PackJob:
     name: str
     options: dict[str, Any]
     threads: int = 1
+    label: str = "pack"
+
+    def sources(self, order: Any = None, decode: bool = True) -> Any:
+        """The dataset's images in ``order`` (``source.iter_sources``), with a progress line in the job's log."""
+        from ..progress import track
+        from .source import iter_sources
+
+        return track(iter_sources(self.items, order, self.threads, decode), self.label, len(self.items), "images")
 
 
 @dataclass

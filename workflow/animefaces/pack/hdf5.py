@@ -20,7 +20,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from .formats import PackImages, PackJob, PackWritten
-from .source import PackError, batched_chw, box_downscale, first_size, fsync_path, iter_arrays, iter_sources
+from .source import PackError, batched_chw, box_downscale, first_size, fsync_path, iter_arrays
 
 COMPRESSIONS = {"none": None, "lzf": "lzf", "gzip": "gzip"}
 MAX_CHUNK_BYTES = 2**32 - 1  # HDF5's limit on one chunk
@@ -87,7 +87,7 @@ def write_pack(job: PackJob) -> PackWritten:
     size = first_size(job.items)
     write_hdf5(
         job.out,
-        iter_arrays(iter_sources(job.items, threads=job.threads)),
+        iter_arrays(job.sources()),
         job.labels,
         size,
         item_ids=job.items["item_id"].astype(str).tolist(),

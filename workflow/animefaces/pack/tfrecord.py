@@ -38,7 +38,7 @@ import numpy as np
 
 from ..atomic import make_temp_dir
 from .formats import PackJob, PackWritten
-from .source import PackError, batched_chw, first_size, fsync_path, iter_arrays, iter_sources
+from .source import PackError, batched_chw, first_size, fsync_path, iter_arrays
 from .zipds import want_labels
 
 MASK_DELTA = 0xA282EAD8
@@ -409,7 +409,7 @@ def write_pack(job: PackJob) -> PackWritten:
     write_tfrecords(
         job.out,
         job.name,
-        iter_arrays(iter_sources(job.items, order=perm, threads=job.threads)),
+        iter_arrays(job.sources(order=perm)),
         size,
         labels=job.labels[perm] if stored else None,
     )

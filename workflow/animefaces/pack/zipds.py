@@ -29,7 +29,6 @@ from .source import (
     check_square,
     decode_rgb,
     fsync_path,
-    iter_sources,
     png_rgb8_size,
 )
 
@@ -103,7 +102,7 @@ def write_zip(
 def write_pack(job: PackJob) -> PackWritten:
     """The ``zip`` pack of :mod:`animefaces.pack.formats`: dataset table order, source PNG bytes kept."""
     mode = job.options["labels"]
-    _, size = write_zip(job.out, iter_sources(job.items, threads=job.threads, decode=False), job.labels, mode)
+    _, size = write_zip(job.out, job.sources(decode=False), job.labels, mode)
     order = "dataset table order (RES/select/dataset.parquet rows)"
     return PackWritten(size, [job.out], want_labels(mode, job.labels), order)
 

@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--png")
 
     p = sub.add_parser("kept", help="contact sheet of a stable sample of the final dataset")
-    p.add_argument("dataset", help="the select stage's final manifest, RES/select/dataset.parquet")
+    p.add_argument("dataset", help="a results directory or its final dataset table, RES/select/dataset.parquet")
     p.add_argument("--out", required=True)
     p.add_argument("-n", type=int, default=64, help="faces to show (default 64)")
 
@@ -40,11 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=24, help="pairs to show (default 24)")
 
     p = sub.add_parser("cards", help="pack dataset cards as one HTML table")
-    p.add_argument("cards", nargs="*", help="RES/pack/cards/<format>.json files")
+    p.add_argument("cards", nargs="*", help="a results directory or RES/pack/cards/<format>.json files")
     p.add_argument("--out", required=True)
 
     p = sub.add_parser("training", help="training curves from metrics.jsonl and a montage of tick grids")
-    p.add_argument("metrics", help="RES/train/metrics.jsonl")
+    p.add_argument("metrics", help="a results directory or RES/train/metrics.jsonl")
     p.add_argument("--curves", required=True, help="output PNG for the curves")
     p.add_argument(
         "--grids",
@@ -56,14 +56,52 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=4, help="tick grids in the montage (default 4)")
 
     p = sub.add_parser("samples", help="galleries, figures and videos from the samples folder")
-    p.add_argument("samples", nargs="+", help="sample folders (one gallery each), figures, videos, or RES/samples")
+    p.add_argument("samples", nargs="+", help="sample folders (one gallery each), figures, videos, RES/samples or RES")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("-n", type=int, default=32, help="images per gallery (default 32)")
     return ap
 
 
+def in_results(path: str, inside: str, strict: bool = True) -> str:
+    """``path`` itself, or ``path/inside`` when ``path`` is a results directory. ``strict``: a directory must hold
+    ``inside`` (FileNotFoundError naming it otherwise)."""
+    p = Path(path)
+    if p.is_dir() and (p / inside).exists():
+        return str(p / inside)
+    if strict and p.is_dir():
+        raise FileNotFoundError(f"{path} is a folder without {inside} (has that stage run for this results folder?)")
+    return path
+
+
+def card_files(paths: list[str]) -> list[str]:
+    out: list[str] = []
+    for p in paths:
+        folder = Path(p) / "pack" / "cards"
+        if Path(p).is_dir() and not folder.is_dir():
+            raise FileNotFoundError(f"{p} is a folder without pack/cards/ (have the packs been built?)")
+        out += sorted(map(str, folder.glob("*.json"))) if Path(p).is_dir() else [p]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, ValueError, KeyError) as exc:
+        msg = str(exc) if not isinstance(exc, KeyError) else f"missing column or key {exc}"
+        print(f"animefaces report {args.command}: error: {msg}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "kept":
+        args.dataset = in_results(args.dataset, "select/dataset.parquet")
+    elif args.command == "training":
+        args.metrics = in_results(args.metrics, "train/metrics.jsonl")
+    elif args.command == "cards":
+        args.cards = card_files(args.cards)
+    elif args.command == "samples":
+        args.samples = [in_results(p, "samples", strict=False) for p in args.samples]
     if args.command == "funnel":
         table, problems = funnel.write_funnel(args.sources, args.tsv, args.html, args.png)
         print(f"funnel: {len(table)} rows, {len(problems)} reconciliation problems")

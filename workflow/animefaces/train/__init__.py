@@ -12,26 +12,24 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..config import parse_params
+    from ..cliflags import add_section_flags, section_or_exit
 
     ap = argparse.ArgumentParser(
         prog="animefaces train",
         description="Train a StyleGAN2-style GAN on a pack, in RES/train/runs/<n>-<pack hash>/ (resumes the run of the "
         "same pack automatically; a different pack starts a new run; RES/train/latest points at the current run).",
     )
-    ap.add_argument("--data", required=True, help="the HDF5 pack (RES/pack/<name>.h5) or stylegan2-ada zip")
+    ap.add_argument(
+        "--data",
+        required=True,
+        help="the pack: RES/pack/hdf5/<name>.hdf5 or a stylegan2-ada zip (RES/pack/zip/<name>.zip)",
+    )
     ap.add_argument("--outdir", required=True, help="the training folder (RES/train): runs/, latest, final outputs")
-    ap.add_argument("--params", default="", help="the config 'train' section as JSON (missing keys: defaults)")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for torch (train.threads overrides)")
     ap.add_argument("--stop-after-steps", type=int, default=None, help=argparse.SUPPRESS)  # tests: simulated kill
+    add_section_flags(ap, "train")
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
-    from ..config import ConfigError
-
-    try:
-        params = parse_params(args.params, "train")
-    except ConfigError as exc:
-        print(f"animefaces train: {exc}", file=sys.stderr)
-        return 2
+    params = section_or_exit(ap, args, "train")
     from .runs import train_in_runs
 
     try:

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from ..atomic import write_json
 from ..device import resolve_device
 from ..metrics.training import TrainingMetrics
+from ..progress import eta_seconds, format_progress, format_seconds
 from . import checkpoint as ckpt
 from . import monitor, presets
 from .augment import AdaController, AugmentPipe
@@ -421,11 +422,13 @@ class Trainer:
             f" {self.device}), G {_nparams(self.G) / 1e6:.2f}M / D {_nparams(self.D) / 1e6:.2f}M params,"
             f" precision {cfg['precision']}, augment {cfg['augment']}, target {cfg['kimg']} kimg"
         )
+        self.log(format_progress("train", round(c.nimg / 1000, 3), self.total_nimg / 1000, "kimg", 0.0, 0.0))
         tb = monitor.TensorBoard(self.outdir, cfg["tensorboard"] and self.rank == 0, self.log)
         self.save_reals()
         if not resumed:
             self.save_grid(0)
         steps_this_run = 0
+        run_t0, run_nimg0 = time.perf_counter(), c.nimg  # this run's rate (a resumed run measures its own)
         tick_t0 = time.perf_counter()
         stats: dict[str, list[Tensor]] = {}
         if self.device.type == "cuda":
@@ -450,9 +453,13 @@ class Trainer:
             c.tick_start_nimg = c.nimg
             stats = {}
             self.history.append(row)
-            self.log(_format_row(row))
+            elapsed = time.perf_counter() - run_t0
+            rate = (c.nimg - run_nimg0) / 1000 / max(elapsed, 1e-9)  # kimg/s
+            eta = eta_seconds((self.total_nimg - c.nimg) / 1000, rate)
+            self.log(_format_row(row) + f"  eta {'?' if eta is None else format_seconds(eta)}")
             if row.get("warning"):
                 self.log(f"WARNING: {row['warning']}")
+            self.log(format_progress("train", round(c.nimg / 1000, 3), self.total_nimg / 1000, "kimg", elapsed, rate))
             tb.scalars(row)
             self.save_grid(c.tick)
             if self.rank == 0:
