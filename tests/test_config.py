@@ -100,6 +100,7 @@ def test_snakemake_without_config_plans_the_demo_and_with_one_never_merges_it(tm
     assert "demo_corpus" in demo.stdout + demo.stderr
     user = _user_config(tmp_path, {"shards": {"count": 2}, "pack": {"formats": ["zip"]}})
     (tmp_path / "m.jsonl").write_text("")
+    (tmp_path / "mirror" / "original").mkdir(parents=True)  # the dataset.root pre-flight: the layout's folder
     run = subprocess.run(
         [*base, "-p", "--configfile", str(user)], capture_output=True, text=True, env=_env(), timeout=300
     )

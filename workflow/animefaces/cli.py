@@ -41,11 +41,15 @@ SUMMARIES = {
     "dedup": "drop exact and near duplicates across all shards",
     "normalise": "upscale, resize to S x S sRGB, gate every output (one shard)",
     "select": "apply the exclude list and class filters; write the final dataset table",
+    "rank": "score every normalised face with a frozen discriminator (or freeze one from a run)",
     "pack": "write a training pack (hdf5, tfrecord, zip) and its dataset card",
     "train": "train the StyleGAN2-style GAN on a pack (resumes from snapshots)",
     "sample": "images, figures and videos from a trained generator",
+    "metrics": "FID/KID (Inception) or the offline proxy between image sets, packs and generators",
+    "sample-classes": "class sheets, images and videos from a class-conditional generator",
     "report": "build one report asset from a results folder",
     "funnel": "print a results folder's per-stage funnel and reconcile the ledger",
+    "runlock": "show or break the run lock of a results folder (one live run per folder)",
     "progress": "show the latest progress line of each job of a run",
 }
 
@@ -60,7 +64,7 @@ def usage() -> str:
         "",
         "commands:",
     ]
-    lines += [f"  {name:<{width}}  {summary}" for name, summary in SUMMARIES.items()]
+    lines += [f"  {name:<{width}}  {SUMMARIES.get(name, COMMANDS[name])}" for name in COMMANDS]
     lines += ["", "exit status: 0 done, 1 data or input-file error, 2 config or usage error"]
     return "\n".join(lines)
 
