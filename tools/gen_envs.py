@@ -39,8 +39,9 @@ FAMILIES: dict[str, tuple[str, list[str]]] = {
     ),
     "pack": ("rules pack_*: HDF5, TFRecord (CRC32C framing), zip packs and dataset cards", ["h5py", "google-crc32c"]),
     "train": (
-        "rules train, sample_*: GAN training and sampling; resolve it ON A GPU NODE",
-        ["h5py", "torch", "imageio", "imageio-ffmpeg", "matplotlib"],
+        "rules train, sample_*, rank: GAN training, sampling, D ranking; resolve it ON A GPU NODE",
+        # msgspec: sample_classes names classes through ingest's class table; opencv: rank decodes the faces
+        ["h5py", "torch", "imageio", "imageio-ffmpeg", "matplotlib", "msgspec", "opencv-python-headless"],
     ),
     "report": (
         "rules report_*: funnel tables, contact sheets, curves and galleries for snakemake --report",

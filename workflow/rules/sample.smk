@@ -95,7 +95,8 @@ rule sample_montage:
         runtime=runtime_params(config, "sample"),
         grids=input_folder("grids"),
     shell:
-        SAMPLE_CMD + " --grids {params.grids:q} --out {output.video:q} > {log:q} 2>&1"
+        "python -m animefaces.sample {params.what} --params {params.cfg:q} --runtime {params.runtime:q}"
+        " --threads {threads} --grids {params.grids:q} --out {output.video:q} > {log:q} 2>&1"
 
 
 # Class-conditional models (BigGAN, or StyleGAN2 with train.cond): sheets with rows = classes named from the
