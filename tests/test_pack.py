@@ -341,6 +341,8 @@ def test_cli_writes_pack_and_card(tmp_path, capsys):
     assert pack.main(["zip", "--dataset", str(tmp_path / "nope.parquet"), "--out", str(tmp_path / "z.zip")]) == 1
     assert "nope.parquet" in capsys.readouterr().err
     bad = ["zip", "--dataset", str(dataset), "--out", str(tmp_path / "z.zip"), "--params", '{"zip": {"labels": "x"}}']
-    assert pack.main(bad) == 1
+    with pytest.raises(SystemExit) as exc:  # a config error: exit 2, like argparse's usage errors
+        pack.main(bad)
+    assert exc.value.code == 2
     assert "pack.zip.labels" in capsys.readouterr().err
     assert not (tmp_path / "z.zip").exists()

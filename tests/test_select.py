@@ -175,7 +175,9 @@ def test_cli(tmp_path, capsys):
     assert code == 0
     err = capsys.readouterr().err
     assert "12345_0" in err and "9 items in, 8 selected" in err
-    assert select.main([*argv, "--params", json.dumps({"min_class_count": -1})]) == 1
+    with pytest.raises(SystemExit) as exc:  # a config error: exit 2, like argparse's usage errors
+        select.main([*argv, "--params", json.dumps({"min_class_count": -1})])
+    assert exc.value.code == 2
     assert "select.min_class_count" in capsys.readouterr().err
 
 
