@@ -82,7 +82,7 @@ def class_names(classes_tsv: str | os.PathLike[str] | None, c_dim: int) -> dict[
     ``class<id>``."""
     names = {0: UNLABELLED}
     if classes_tsv is not None:
-        from .ingest.classes import read_classes
+        from .classtable import read_classes
 
         table = read_classes(classes_tsv)
         names.update({int(k): str(n) for k, n in zip(table["class_id"], table["name"], strict=True)})
