@@ -16,15 +16,19 @@ def shared_data_dir() -> Path:
 
 def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", help="also run tests marked slow/slurm/tfcompat")
+    parser.addoption("--runheavy", action="store_true", help="also run tests marked heavy (not run by CI)")
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--runslow"):
-        return
-    skip = pytest.mark.skip(reason="slow test: runs in CI (./dev test with CI set) or with --runslow")
+    heavy = pytest.mark.skip(
+        reason="heavy test: longer than CI's budget on 2 cores, or not yet run end to end there; run with --runheavy"
+    )
+    slow = pytest.mark.skip(reason="slow test: runs in CI (./dev test with CI set) or with --runslow")
     for item in items:
-        if {"slow", "slurm", "tfcompat"} & set(item.keywords):
-            item.add_marker(skip)
+        if "heavy" in item.keywords and not config.getoption("--runheavy"):
+            item.add_marker(heavy)
+        elif {"slow", "slurm", "tfcompat"} & set(item.keywords) and not config.getoption("--runslow"):
+            item.add_marker(slow)
 
 
 @pytest.fixture(scope="session")

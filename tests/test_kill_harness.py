@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytestmark = pytest.mark.slow
+# heavy: 26 killed-and-rerun demo runs, not yet run end to end (its CI cost is unknown)
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 SEED = 16
 KILLS_PER_STAGE = 2

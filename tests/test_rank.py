@@ -138,7 +138,7 @@ def test_drop_bottom_fraction_and_exclude_list_remove_exactly_the_named_items(tm
 
 
 MINI_SNAKEFILE = """
-configfile: "config/config.yaml"
+configfile: "config/demo.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/rank.smk"

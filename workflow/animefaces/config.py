@@ -17,6 +17,7 @@ import copy
 import difflib
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -320,6 +321,15 @@ def merge_runtime(params: dict, runtime_text: str | None) -> dict:
         except json.JSONDecodeError as exc:
             raise ConfigError(f"--runtime is not valid JSON: {exc}") from None
     return params
+
+
+def split_snakemake_argv(argv: list[str] | None) -> tuple[list[str], list[str]]:
+    """A command's own arguments and the snakemake command line after ``--`` (empty when there is none)."""
+    own = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in own:
+        return own, []
+    cut = own.index("--")
+    return own[:cut], own[cut + 1 :]
 
 
 def snakemake_config_args(argv: list[str]) -> tuple[list[str], dict]:

@@ -18,7 +18,14 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError, defaults, parse_override, schema, snakemake_config_args  # noqa: F401
+from .config import (  # noqa: F401
+    ConfigError,
+    defaults,
+    parse_override,
+    schema,
+    snakemake_config_args,
+    split_snakemake_argv,
+)
 from .configcheck import resolve_checked
 
 TEMPLATE_HEAD = """\
@@ -94,11 +101,7 @@ def get_key(cfg: dict, dotted: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    snake_args: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, snake_args = argv[:cut], argv[cut + 1 :]
+    argv, snake_args = split_snakemake_argv(argv)
     ap = argparse.ArgumentParser(
         prog="animefaces config",
         description="Print the effective config of a run (validated, defaults filled), one key of it, or the template.",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .config import split_snakemake_argv
 from .manifest import DROPPED, KEPT, LEDGER_COLUMNS, read_manifest
 
 STAGES = ["ingest", "crop", "clean", "dedup", "normalise", "select"]
@@ -120,11 +121,7 @@ def format_funnel(table: pd.DataFrame) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    snake_args: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, snake_args = argv[:cut], argv[cut + 1 :]
+    argv, snake_args = split_snakemake_argv(argv)
     ap = argparse.ArgumentParser(
         prog="animefaces funnel",
         description="Print the per-stage funnel of a results directory and check that every item is accounted for.",

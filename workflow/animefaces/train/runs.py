@@ -41,7 +41,7 @@ def pack_identity(
     p = Path(pack)
     files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
     stamp = [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
-    cache = Path(cache_dir) / ".pack-identity.json" if cache_dir is not None else None
+    cache = Path(cache_dir) / "pack-identity.json" if cache_dir is not None else None
     if cache is not None and cache.exists():
         try:
             saved = json.loads(cache.read_text())
