@@ -727,9 +727,9 @@ def test_snakemake_rule_runs_ingest(tmp_path, repo, shared):
             str(work),
             "--cores",
             "1",
-            "--configfile",
-            "config/config.yaml",
             "results/t/ingest/classes.tsv",
+            "--configfile",  # last: it takes several values
+            "config/config.yaml",
         ],  # fmt: skip
         cwd=work,
         capture_output=True,
