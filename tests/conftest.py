@@ -31,6 +31,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(slow)
 
 
+@pytest.fixture(autouse=True)
+def _restore_torch_globals():
+    """Training code sets torch's thread count and deterministic mode; no test leaks them into the next."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is in the dev venv
+        yield
+        return
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(det)
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     """``../shared/data`` (or $ANIMEFACES_SHARED); tests that need it skip only if it is genuinely absent."""

@@ -75,15 +75,6 @@ def gd(c_dim: int = 5, res: int = 16, deep: bool = False, **kw) -> tuple[BigGANG
     return G, D
 
 
-@pytest.fixture(autouse=True)
-def _restore_torch_globals():
-    threads = torch.get_num_threads()
-    det = torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(det)
-
-
 @pytest.fixture(scope="module")
 def pack(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("bgpack")

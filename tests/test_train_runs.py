@@ -7,21 +7,12 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from animefaces.train import checkpoint as ckpt
 from animefaces.train import main as train_main
 from animefaces.train.loop import EXIT_INTERRUPTED
 from animefaces.train.runs import choose_run, latest_run, list_runs, pack_identity
 from test_train_fixtures import TINY, blob_images, write_h5
-
-
-@pytest.fixture(autouse=True)
-def _restore_torch_globals():
-    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(det)
 
 
 def run_cli(pack: Path, out: Path, *extra: str, **over) -> int:
