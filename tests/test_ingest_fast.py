@@ -370,6 +370,33 @@ def test_metadata_globs_directories_and_512px_layout(tmp_path):
         readers.expand_metadata([str(meta / "nothing*.json")])
 
 
+def test_mirror_paths_follow_the_documented_danbooru2021_layout():
+    """Danbooru2021's description (gwern.net/danbooru2021, "Format"; repeated in the Danbooru2023 README built on
+    it): 1000 buckets 0000-0999 = id modulo 1000, zero-padded to 4 digits; files at {original,512px}/$BUCKET/$ID.$EXT,
+    the 512px subset being SFW posts downscaled to 512x512 JPGs. Written out literally, not recomputed."""
+    from animefaces.ingest.mirror import image_path
+
+    assert image_path("/m", 5020995, "png") == "/m/original/0995/5020995.png"  # Danbooru2021's final id
+    assert image_path("/m", 5020995, "png", "512px") == "/m/512px/0995/5020995.jpg"
+    assert image_path("/m", 7, "gif", "512px") == "/m/512px/0007/7.jpg"
+    assert image_path("/m", 1000, "jpeg") == "/m/original/0000/1000.jpeg"
+
+
+def test_preflight_of_the_512px_layout_samples_only_sfw_posts(tmp_path):
+    """The 512px subset holds only 's' posts: 300 'e' posts first (no file there) must not fail the check."""
+    root = tmp_path / "mirror"
+    recs = [{"id": i, "file_ext": "png", "rating": "e"} for i in range(1, 301)]
+    recs += [{"id": i, "file_ext": "png", "rating": "s"} for i in range(301, 401)]
+    for rec in recs[300:]:
+        touch_image(root, rec["id"], "jpg", "512px")
+    meta = write_lines(tmp_path / "posts.jsonl", recs)
+    dataset = {"source": "danbooru", "root": str(root), "metadata": [str(meta)], "layout": "512px"}
+    assert "100 of 100 sampled posts" in preflight(dataset)
+    (root / "original").mkdir()
+    with pytest.raises(PreflightError, match="none of 200"):  # the original layout expects every rating
+        preflight({**dataset, "layout": "original"})
+
+
 def test_preflight_fails_fast_naming_dataset_root(tmp_path, repo):
     root = tmp_path / "mirror"
     recs = [{"id": i, "file_ext": "jpg"} for i in range(1, 100_001)]

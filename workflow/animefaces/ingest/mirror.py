@@ -35,8 +35,13 @@ LIST_AFTER = 32  # checks of one bucket after which the whole bucket directory i
 _NAME = re.compile(r"\0([1-9][0-9]{0,15})\.([a-z0-9]{1,5})(?=\0|$)")
 
 
-# dataset.layout -> (image directory under the root, the extension every file has there or None = the post's)
+# dataset.layout -> (image directory under the root, the extension every file has there or None = the post's).
+# Danbooru2021's own description (gwern.net/danbooru2021, "Format"): images are bucketed into 1000 directories
+# 0000-0999 (the post id modulo 1000, zero-padded to 4 digits) and a file is at {original,512px}/$BUCKET/$ID.$EXT;
+# the 512px subset is the SFW ('s' rating) posts downscaled to 512x512 JPGs, so there $EXT is always jpg.
 LAYOUTS: dict[str, tuple[str, str | None]] = {"original": ("original", None), "512px": ("512px", "jpg")}
+# dataset.layout -> the (legacy s/q/e) ratings its folder holds; a layout not listed holds every rating
+LAYOUT_RATINGS: dict[str, frozenset[str]] = {"512px": frozenset({"s"})}
 
 
 def check_layout(layout: str) -> tuple[str, str | None]:

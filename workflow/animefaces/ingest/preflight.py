@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 from .filters import FILE_EXT_PATTERN
-from .mirror import check_layout, image_path
+from .mirror import LAYOUT_RATINGS, check_layout, image_path
 from .readers import expand_metadata, iter_record_batches, iter_sources
 from .records import RawPost, normalise_batch, raw_post
 
@@ -25,8 +25,11 @@ class PreflightError(ValueError):
     """``dataset`` does not describe a usable source; the message names the key to fix."""
 
 
-def sample_posts(files: list[str], sample: int = SAMPLE, budget_s: float = BUDGET_S) -> list[tuple[int, str]]:
-    """``(post id, file_ext)`` of the first ``sample`` posts in ``files`` that should have an image file."""
+def sample_posts(
+    files: list[str], sample: int = SAMPLE, budget_s: float = BUDGET_S, ratings: frozenset[str] | None = None
+) -> list[tuple[int, str]]:
+    """``(post id, file_ext)`` of the first ``sample`` posts in ``files`` that should have an image file (with
+    ``ratings``: only posts rated one of them, or with no rating; the 512px subset holds only 's' posts)."""
     import re
 
     ext_ok = re.compile(FILE_EXT_PATTERN).match
@@ -37,9 +40,11 @@ def sample_posts(files: list[str], sample: int = SAMPLE, budget_s: float = BUDGE
             for _, values in iter_record_batches(stream):
                 posts = [v if type(v) is RawPost else raw_post(v) for v in values if type(v) in (RawPost, dict)]
                 norm = normalise_batch(posts)
-                cols = {name: norm.columns[name].to_pylist() for name in ("file_ext", "deleted", "banned")}
+                cols = {name: norm.columns[name].to_pylist() for name in ("file_ext", "deleted", "banned", "rating")}
                 for k in norm.valid():
-                    ext = cols["file_ext"][k]
+                    ext, rating = cols["file_ext"][k], cols["rating"][k]
+                    if ratings is not None and rating and rating not in ratings:
+                        continue
                     if ext and ext_ok(ext) and ext in _IMAGE_EXTS and not cols["deleted"][k] and not cols["banned"][k]:
                         out.append((norm.id[k], ext))
                 if len(out) >= sample or time.perf_counter() - t0 > budget_s:
@@ -67,7 +72,7 @@ def preflight(dataset: dict[str, Any], demo_enabled: bool = False) -> str:
             f"dataset.root {root!r} has no {folder}/ folder (dataset.layout: {layout}); set dataset.root to the "
             f"mirror folder that holds {folder}/, or dataset.layout to the mirror's layout"
         )
-    posts = sample_posts(files)
+    posts = sample_posts(files, ratings=LAYOUT_RATINGS.get(layout))
     if not posts:
         return "the metadata sample has no image posts: not checked"
     found = sum(os.path.isfile(image_path(root, pid, ext, layout)) for pid, ext in posts)
