@@ -345,6 +345,27 @@ STAGE_CLIS = {
         ["--seeds", "0-99", "--psi", "0.7", "--noise-mode", "random"],
         {"seed_start": 0, "count": 100, "psis": [0.7], "noise_mode": "random"},
     ),
+    "sample-classes": (
+        "animefaces.sample_classes",
+        ["sheets", "--network", "n.pt", "--outdir", "o"],
+        "sample",
+        ["--psi", "0.5,1", "--count", "9"],
+        {"psis": [0.5, 1], "count": 9},
+    ),
+    "rank": (
+        "animefaces.rank",
+        ["--manifests", "a.parquet", "b.parquet", "--out", "o.parquet", "--sheets", "s"],
+        "rank",
+        ["--batch", "8", "--shuffles", "3", "--sheet-fraction", "0.2", "--network", "d.pt"],
+        {"batch": 8, "shuffles": 3, "sheet_fraction": 0.2, "network": "d.pt"},
+    ),
+    "metrics": (
+        "animefaces.metrics.cli",
+        ["fakes", "--real", "reals"],
+        "metrics",
+        ["--metrics", "rand-fd,rand-kid,fid", "--num-images", "64", "--kid-subsets", "10", "--psi", "0.5"],
+        {"metrics": ["rand-fd", "rand-kid", "fid"], "num_images": 64, "kid_subsets": 10, "psi": 0.5},
+    ),
     "demo": (
         "animefaces.demo.__main__",
         ["--root", "r"],

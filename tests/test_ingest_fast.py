@@ -415,12 +415,42 @@ def test_preflight_fails_fast_naming_dataset_root(tmp_path, repo):
         preflight({**ok, "root": str(tmp_path / "nope")})
     with pytest.raises(PreflightError, match="dataset.root .* is not a directory"):
         preflight({"source": "folder", "root": str(tmp_path / "nope")})
-    # in the workflow: before any job, one message naming the key
+    # through Snakemake: test_a_wrong_root_stops_snakemake_before_any_job (slow)
+
+
+@pytest.mark.slow
+def test_a_wrong_root_stops_snakemake_before_any_job(tmp_path, repo):
+    """`snakemake --cores 2 --configfile X` (a real run, not -n) with a dataset.root that holds none of the
+    metadata's images: exit 2 with one message naming dataset.root, no job, no results folder. Records wall and CPU
+    time (BENCHMARKS.md "Wrong dataset.root through Snakemake"); the bound is on CPU time, which a loaded machine
+    does not inflate the way it does wall time, and is generous (~4 s measured)."""
+    meta = write_lines(tmp_path / "meta" / "posts.jsonl", [{"id": i, "file_ext": "jpg"} for i in range(1, 100_001)])
+    wrong = tmp_path / "elsewhere"
+    (wrong / "original").mkdir(parents=True)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(json.dumps({"dataset": {**ok, "root": str(wrong), "name": "pf"}, "demo": {"enabled": False}}))
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(cfg), "-d", str(tmp_path)],
-        cwd=repo, capture_output=True, text=True,
-    )  # fmt: skip
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0 and f"dataset.root '{wrong}' looks wrong" in out, out
+    dataset = {"root": str(wrong), "metadata": [str(meta.parent)], "name": "pf"}  # a metadata directory
+    cfg.write_text(json.dumps({"dataset": dataset, "demo": {"enabled": False}}))
+    work = tmp_path / "work"
+    work.mkdir()
+    cmd = [str(Path(sys.executable).parent / "snakemake"), "-s", str(repo / "Snakefile"), "-d", str(work)]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    t0, cpu0 = time.perf_counter(), _children_cpu_seconds()
+    proc = subprocess.Popen([*cmd, "--cores", "2", "--configfile", str(cfg)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    out = proc.communicate(timeout=600)[0]
+    wall = time.perf_counter() - t0
+    cpu = _children_cpu_seconds() - cpu0
+    print(f"wrong dataset.root through snakemake: wall {wall:.1f} s, CPU {cpu:.2f} s (load {os.getloadavg()[0]:.1f})")
+    assert proc.returncode == 2, out[-3000:]
+    assert f"dataset.root '{wrong}' looks wrong: none of 200 posts" in out and "Traceback" not in out, out
+    assert len(out.strip().splitlines()) <= 5, out
+    assert "Building DAG" not in out and "Job stats" not in out, out  # stopped while the Snakefile was read
+    assert not (work / "results").exists() and not (tmp_path / "results").exists()
+    assert cpu < 30, f"{cpu:.1f} s of CPU to fail on a wrong dataset.root (about 4 s measured)"
+
+
+def _children_cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the waited-for children of this process, summed
+    return usage.ru_utime + usage.ru_stime

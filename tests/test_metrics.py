@@ -308,7 +308,9 @@ def test_cli_prints_fid_kid_and_proxy_for_two_folders(tmp_path, capsys):
     assert rows[1]["rand-fd"] == pytest.approx(0.0, abs=1e-6) and rows[0]["rand-fd"] > 0
     assert rows[0]["extractors"]["inception"]["inception_sha256"] == hashlib.sha256(fake_w.read_bytes()).hexdigest()
     assert rows[0]["num_real"] == rows[0]["num_fake"] == 40 and rows[0]["resolution"] == 32
-    assert metrics_cli.main([str(a), "--real", str(a), "--metrics", "fud"]) == 2
+    with pytest.raises(SystemExit) as exit_:  # a config error: exit 2, one line naming the key
+        metrics_cli.main([str(a), "--real", str(a), "--metrics", "fud"])
+    assert exit_.value.code == 2 and "metrics.metrics" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------------ training + snapshots

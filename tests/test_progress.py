@@ -48,6 +48,10 @@ def test_open_ended_counts_end_as_finished():
     assert last.startswith("progress ingest: 1000/1000 records (100.0%)") and "ETA 0:00" in last
     assert finished(last.removeprefix("progress "))
     assert format_seconds(3725) == "1:02:05" and format_seconds(59.6) == "1:00"
+    # training overshoots its target by up to one batch: still finished; short of it or open-ended: not
+    assert finished("train: 3.008/3 kimg (100.3%), 0.05 kimg/s, elapsed 1:00, ETA 0:00")
+    assert not finished("train: 2.992/3 kimg (99.7%), 0.05 kimg/s, elapsed 1:00, ETA 0:00")
+    assert not finished("ingest: 10/? records, 5 records/s, elapsed 0:02") and not finished("no counts here")
 
 
 def test_track_counts_every_item(capsys):

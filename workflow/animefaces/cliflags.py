@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import textwrap
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -109,6 +110,15 @@ def _help(sub: dict) -> str:
     return f"{text} [default: {default}]".replace("%", "%%")
 
 
+class SectionHelpFormatter(argparse.HelpFormatter):
+    """argparse's help layout, but never breaking a word or at a hyphen: a default such as a URL or a path stays
+    whole (copyable) in ``--help``."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        text = " ".join(text.split())
+        return textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=False)
+
+
 def add_section_flags(
     ap: argparse.ArgumentParser,
     section: str,
@@ -118,6 +128,8 @@ def add_section_flags(
 ) -> argparse.ArgumentParser:
     """Add one flag per key of config section ``section`` (``skip`` keys excepted). ``common``: also --params,
     --config and --runtime (a command with several sections has its own)."""
+    if ap.formatter_class is argparse.HelpFormatter:
+        ap.formatter_class = SectionHelpFormatter
     group = ap.add_argument_group(
         f"config section '{section}'",
         "Settings of the config section (defaults from workflow/schemas/config.schema.yaml). "

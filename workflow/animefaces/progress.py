@@ -140,10 +140,14 @@ def latest_line(log: Path, tail_bytes: int = 65536) -> str | None:
 
 
 def finished(line: str) -> bool:
-    """A progress line that says every item is done (n/n)."""
+    """A progress line that says every item is done: n/n, or more than the total (training stops at the first
+    whole batch past its target, e.g. ``3.008/3 kimg`` with batch 16)."""
     counts = line.split(": ", 1)[-1].split(" ", 1)[0]
     done, _, total = counts.partition("/")
-    return total not in ("", "?") and done == total
+    try:
+        return float(done) >= float(total)
+    except ValueError:  # '?' (open-ended) or not a progress line
+        return False
 
 
 def progress_table(res: str | os.PathLike[str], include_finished: bool = False) -> list[tuple[str, str, float]]:

@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from .atomic import atomic_path
-from .config import ConfigError, parse_params
+from .cliflags import add_section_flags, section_or_exit
 from .select import load_items
 
 STAGE = "rank"
@@ -243,13 +243,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--manifests", nargs="+", required=True, help="normalise manifests (RES/normalise/manifests/*)")
     ap.add_argument("--out", required=True, help="ranking table to write (RES/rank/scores.parquet)")
     ap.add_argument("--sheets", required=True, help="folder for bottom.png / top.png (RES/rank/sheets)")
-    ap.add_argument("--params", default="{}", help="the rank config section as JSON")
     ap.add_argument("--threads", type=int, default=1)
+    add_section_flags(ap, STAGE)
     args = ap.parse_args(argv)
+    params = section_or_exit(ap, args, STAGE)  # a config error: one line naming the key, exit 2
     try:
-        params = parse_params(args.params, STAGE)
         run(args.manifests, params, args.out, args.sheets, args.threads)
-    except (RankError, ConfigError) as exc:
+    except RankError as exc:
         print(f"animefaces rank: error: {exc}", file=sys.stderr)
         return 1
     return 0

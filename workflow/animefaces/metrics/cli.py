@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..config import ConfigError, parse_params
+from ..cliflags import add_section_flags, section_or_exit
 from .compute import evaluate
 from .features import check_metric_names
 from .inception import InceptionUnavailable
@@ -43,24 +43,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="animefaces metrics", description=__doc__.split("\n\n")[0])
     ap.add_argument("fake", nargs="+", help="network/snapshot .pt, image folder, .tar of images, or .h5/.zip pack")
     ap.add_argument("--real", required=True, help="the real images: folder, .tar of images, or .h5/.zip pack")
-    ap.add_argument("--metrics", help="comma-separated: fid,kid,rand-fd,rand-kid (default: config metrics.metrics)")
     ap.add_argument("--num-fake", type=int, help="images per FAKE (default metrics.num_images)")
     ap.add_argument("--num-real", type=int, help="real images (default metrics.num_images)")
     ap.add_argument("--resolution", type=int, help="compare at this size (default: the network's / the fakes')")
-    ap.add_argument("--seed", type=int, help="seeds of generated images and of subsets (default metrics.seed)")
-    ap.add_argument("--inception-path", help="local inception-2015-12-05.pt (overrides metrics.inception_path)")
     ap.add_argument("--json", help="write JSON Lines here ('-' = stdout)")
-    ap.add_argument("--params", default="", help="the config 'metrics' section as JSON")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (network generation and features)")
+    add_section_flags(ap, "metrics")  # --metrics, --num-images, --seed, --psi, --inception-path, ... and --params
     args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    try:
-        cfg = parse_params(args.params, "metrics")
-    except ConfigError as exc:
-        print(f"animefaces metrics: {exc}", file=sys.stderr)
-        return 2
-    names = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else list(cfg["metrics"])
+    cfg = section_or_exit(ap, args, "metrics")  # a config error: one line naming the key, exit 2
+    names = list(cfg["metrics"])
     try:
         check_metric_names(names, "--metrics")
     except ValueError as exc:
@@ -78,12 +71,12 @@ def main(argv: list[str] | None = None) -> int:
                 names,
                 num_fake=args.num_fake or cfg["num_images"],
                 num_real=args.num_real or cfg["num_images"],
-                seed=cfg["seed"] if args.seed is None else args.seed,
+                seed=cfg["seed"],
                 resolution=args.resolution,
                 psi=cfg["psi"],
                 kid_subsets=cfg["kid_subsets"],
                 kid_subset_size=cfg["kid_subset_size"],
-                inception_path=args.inception_path or cfg["inception_path"],
+                inception_path=cfg["inception_path"],
                 inception_sha256=cfg["inception_sha256"],
                 inception_url=cfg["inception_url"],
                 device=args.device,
