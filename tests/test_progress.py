@@ -41,6 +41,19 @@ def test_progress_writes_start_cadence_and_end_lines_with_rate_and_eta():
     assert len(lines) == 3 and finished(lines[2].removeprefix("progress ")) is False
 
 
+def test_the_end_line_is_not_repeated_when_the_cadence_just_wrote_it():
+    clock, out = FakeClock(), io.StringIO()
+    with Progress("clean 001", 3, "crops", every=10, stream=out, clock=clock) as bar:
+        bar.update(2)
+        clock.t += 11
+        bar.update()  # the cadence writes 3/3 ...
+    lines = out.getvalue().splitlines()  # ... and close() does not write it again
+    assert [line.split(",")[0] for line in lines] == [
+        "progress clean 001: 0/3 crops (0.0%)",
+        "progress clean 001: 3/3 crops (100.0%)",
+    ]
+
+
 def test_open_ended_counts_end_as_finished():
     out = io.StringIO()
     with Progress("ingest", None, "records", every=3600, stream=out) as bar:

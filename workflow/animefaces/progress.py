@@ -79,6 +79,7 @@ class Progress:
         self.start = self.last = clock()
         self._lock = threading.Lock()
         self._closed = False
+        self._emitted: tuple[float, float | None] | None = None
         self.emit()
 
     def line(self) -> str:
@@ -90,6 +91,7 @@ class Progress:
     def emit(self) -> None:
         print(self.line(), file=self.stream, flush=True)
         self.last = self.clock()
+        self._emitted = (self.done, self.total)
 
     def update(self, n: int | float = 1) -> None:
         with self._lock:
@@ -103,7 +105,8 @@ class Progress:
                 self._closed = True
                 if self.total is None:  # an open-ended count ends as n/n, so watchers see it finished
                     self.total = self.done
-                self.emit()
+                if self._emitted != (self.done, self.total):  # the cadence may have just written this line
+                    self.emit()
 
     def __enter__(self) -> Progress:
         return self
