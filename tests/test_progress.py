@@ -11,7 +11,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-from animefaces.progress import Progress, finished, format_seconds, latest_line, main, progress_table, track
+from animefaces.progress import (
+    Progress,
+    finished,
+    format_progress,
+    format_seconds,
+    latest_line,
+    main,
+    progress_table,
+    track,
+)
 
 
 class FakeClock:
@@ -62,6 +71,7 @@ def test_open_ended_counts_end_as_finished():
     assert last.startswith("progress ingest: 1000/1000 records (100.0%)") and "ETA 0:00" in last
     assert finished(last.removeprefix("progress "))
     assert format_seconds(3725) == "1:02:05" and format_seconds(59.6) == "1:00"
+    assert ", 3142 items/s," in format_progress("dedup", 3142, 3142, "items", 1.0, 3142.4)
     # training overshoots its target by up to one batch: still finished; short of it or open-ended: not
     assert finished("train: 3.008/3 kimg (100.3%), 0.05 kimg/s, elapsed 1:00, ETA 0:00")
     assert not finished("train: 2.992/3 kimg (99.7%), 0.05 kimg/s, elapsed 1:00, ETA 0:00")

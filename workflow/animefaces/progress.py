@@ -45,7 +45,8 @@ def format_progress(label: str, done: float, total: float | None, unit: str, ela
     text = f"{PREFIX}{label}: {done:g}/{'?' if total is None else f'{total:g}'} {unit}"
     if total:
         text += f" ({100.0 * done / total:.1f}%)"
-    text += f", {rate:.3g} {unit}/s, elapsed {format_seconds(elapsed)}"
+    text += f", {rate:.0f} " if rate >= 1000 else f", {rate:.3g} "  # 3140, not 3.14e+03
+    text += f"{unit}/s, elapsed {format_seconds(elapsed)}"
     if total is not None:
         eta = eta_seconds(total - done, rate)
         text += ", ETA " + ("?" if eta is None else format_seconds(eta))
