@@ -46,10 +46,11 @@ PLANTED_SEED = 20240611  # planted images do not depend on demo.seed
 # planted face is found, and the near-duplicate source's face box is at least as large as in its copies (so it
 # survives dedup by crop resolution); tests/test_demo.py checks both.
 PLANTED_VARIANTS: dict[str, int] = {"near": 8, "rgba_png": 1}
-# Ordinary faces are re-drawn until no two faces (across or within posts) could pass for near-duplicates on a
-# portrait crop: pHash within DISTINCT_BITS and colour thumbnails within DISTINCT_COLOUR levels. Same-template
-# drawings of one character are structurally alike, and the crop the cascade really makes is a few percent
-# off (which alone moves a 64-bit pHash by ~8 bits), hence margins above dedup's defaults (8 bits, 6 levels).
+# Ordinary faces are re-drawn until no two faces (across or within posts) could pass for near-duplicates on the
+# crop stage's crop (its defaults): dedup's default perceptual hash within DISTINCT_BITS and 4x4 colour thumbnails
+# within DISTINCT_COLOUR levels. Same-template drawings of one character are structurally alike, and the box the
+# cascade really finds is a few percent off the drawn one (which alone moves a 64-bit pHash by ~8 bits); dedup's
+# own thresholds (dedup.max_distance, dedup.max_colour_residual) are in the schema.
 DISTINCT_BITS = 12
 DISTINCT_COLOUR = 10.0
 GROUND_TRUTH_VERSION = 1
@@ -421,7 +422,7 @@ class Written:
     height: int
     container: str
     boxes: list
-    sigs: list  # per face: (pHash, colour thumbnail) of a portrait crop, see face_signatures
+    sigs: list  # per face: (perceptual hash, colour thumbnail) of the crop stage's crop, see face_signatures
 
 
 def cascade_like_box(box: list | tuple, size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -821,8 +822,9 @@ def generate(root: str | os.PathLike[str], seed: int, posts: int, threads: int =
         write_bytes(root / rel, data)
     truth = ground_truth(plan, where, seed, posts)
     truth["distinctness"] = {
-        "rule": "no two faces (across or within posts, planted copies excepted) have a portrait-crop pHash within"
-        " phash_bits and 4x4 colour thumbnails within colour_levels (mean absolute difference)",
+        "rule": "no two faces (across or within posts, planted copies excepted) have perceptual hashes (dedup's"
+        " default) of the crop stage's crop within phash_bits and 4x4 colour thumbnails within colour_levels (mean"
+        " absolute difference)",
         "phash_bits": DISTINCT_BITS,
         "colour_levels": DISTINCT_COLOUR,
         "redrawn_posts": redraws,
