@@ -242,7 +242,6 @@ def normalise_frame(
         carry,
         KEPT_COLUMNS,
         KEPT_DTYPES,
-        carry_first=False,
         kept_defaults=defaults,
         unit="faces",
     )

@@ -285,8 +285,7 @@ def ledger_frame(items: pd.DataFrame, drops: Drops) -> pd.DataFrame:
         return _Decision(reason, details)
 
     carry = ["path", "label", "character", "sha256"]
-    dtypes = {"path": "object", "label": "int64", "character": "object", "sha256": "object"}
-    items = items.assign(character=items["character"].astype(str).astype(object))
+    dtypes = {"path": "str", "label": "int64", "character": "str", "sha256": "str"}
     return item_manifest(
         STAGE, None, items, decide, 1, carry, [], dtypes, kept_on_drop=("label", "character"), progress=False
     )

@@ -56,7 +56,6 @@ def item_manifest(
     carry: list[str],
     kept_columns: list[str],
     kept_dtypes: dict[str, str],
-    carry_first: bool = True,
     drop_details: Callable[[dict, ItemResult], dict] | None = None,
     kept_defaults: dict[str, Any] | None = None,
     unit: str = "items",
@@ -71,10 +70,10 @@ def item_manifest(
     result with ``kept_items`` (a list of :class:`KeptItem`) gives one kept row per entry instead, each with the
     input's item id as parent. ``drop_details(record, result)`` (default: the result's details) is what a dropped
     row records; its stage columns are empty except the carried ``kept_on_drop``. ``shard=None``: a global stage,
-    each row keeps its input's ``shard``. Columns: the ledger's, then ``carry`` and ``kept_columns`` (in the order
-    ``carry_first`` says), then any other a result added; types: the input's (nullable) for carried columns,
-    ``kept_dtypes`` over them. Progress (``unit`` per second, ETA) goes to the job's log as ``<stage> <shard>``
-    lines (``animefaces.progress``)."""
+    each row keeps its input's ``shard``. Columns, whether or not the first row was kept: the ledger's, then
+    ``carry``, then ``kept_columns`` (those not carried), then any other a result added; types: the input's
+    (nullable) for carried columns, ``kept_dtypes`` over them. Progress (``unit`` per second, ETA) goes to the
+    job's log as ``<stage> <shard>`` lines (``animefaces.progress``)."""
     records = items.to_dict(orient="records")
     rows = StageRows(stage, "" if shard is None else shard)
     empty = na_columns([c for c in [*carry, *kept_dtypes] if c != "path"])
@@ -97,7 +96,7 @@ def item_manifest(
             for key, value in (kept_defaults or {}).items():
                 cols.setdefault(key, value)
             rows.kept(post_id, one.item_id, item, one.details, **cols, **where)
-    order = [*carry, *kept_columns] if carry_first else [*kept_columns, *carry]
+    order = [*carry, *kept_columns]
     out = rows.frame(extra_columns=order)
     fixed = [*LEDGER_COLUMNS, *dict.fromkeys(order)]
     out = out[[*fixed, *(c for c in out.columns if c not in fixed)]]
