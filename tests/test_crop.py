@@ -84,16 +84,16 @@ def test_edge_pad_keeps_position():
 def test_apply_crop_exact_region_and_padding():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (120, 200, 3), dtype=np.uint8)
-    inner = apply_crop(img, CropBox(10, 20, 50, 40))
+    inner = apply_crop(img, CropBox(10, 20, 50, 40), "replicate", 255)
     assert np.array_equal(inner, img[20:60, 10:60])
     box = CropBox(-5, 100, 30, 30, pad=(5, 0, 0, 10))
-    rep = apply_crop(img, box, "replicate")
+    rep = apply_crop(img, box, "replicate", 255)
     assert rep.shape == (30, 30, 3)
     assert np.array_equal(rep[:20, 5:], img[100:120, 0:25])
     assert np.array_equal(rep[:20, 0], img[100:120, 0])  # left pad repeats the edge column
     const = apply_crop(img, box, "constant", 255)
     assert (const[20:] == 255).all() and (const[:, :5] == 255).all()
-    refl = apply_crop(img, box, "reflect")
+    refl = apply_crop(img, box, "reflect", 255)
     assert np.array_equal(refl[:20, 4], img[100:120, 1])
 
 

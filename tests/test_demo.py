@@ -16,11 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from animefaces.config import load_config
+from animefaces.config import fill_defaults, load_config
+from animefaces.crop import apply_crop, crop_box
 from animefaces.decode import ImageRejected, load_rgb, read_bgr
+from animefaces.dedup.hashing import perceptual_hash
 from animefaces.demo import check_config, check_metadata_paths, corpus, generate, layout
 from animefaces.demo import main as demo_main
 from animefaces.demo.cast import ALIASES, CAST
+from animefaces.detect import Face
 from PIL import Image
 
 SEED, POSTS = 3, 50  # a reduced corpus for speed: the planted cases are all there whatever the size
@@ -232,6 +235,7 @@ def test_cast_frequencies_are_skewed_with_an_alias_pair():
     assert ranked[0] == "saber" and "saber_alter" not in solo  # the alias pair merges into the top class
     assert solo[ranked[0]] >= 3 * solo[ranked[-1]]
     assert len(solo) == len(CAST) - 1 >= 8
+    assert corpus.ASSUMED_CONFIG["classes"]["aliases"] == ALIASES  # config/demo.yaml says what the cast draws
 
 
 # ------------------------------------------------------------------------------------------------ planted cases
@@ -365,21 +369,27 @@ def test_duplicate_groups_have_an_unambiguous_survivor(mirror):
 
 
 def test_ordinary_faces_are_not_near_duplicates_of_each_other(mirror):
-    """The generator's guarantee, recomputed with imagehash itself (the library dedup uses)."""
+    """The generator's guarantee, recomputed on the crop stage's own crop (crop_box + apply_crop under the schema's
+    crop defaults) with dedup's own perceptual hash: the demo signs faces with the pipeline, not a copy of it."""
     import imagehash
 
     root, truth = mirror
-    sigs = []
+    crop_cfg = fill_defaults({}, "crop")
+    sigs, checked = [], 0
     for p in truth["posts"]:
         if p["faces"] and p["file"] and (root / p["file"]).is_file():
             im = load_rgb(root / p["file"]).rgb
             pil = Image.fromarray(im)
             for f in p["faces"]:
-                crop = pil.crop(corpus.portrait_box(f["box"], pil.size))
-                ours = corpus.phash(crop)
-                assert ours == int(str(imagehash.phash(crop)), 16)  # numpy pHash == imagehash's
-                thumb = np.asarray(crop.resize((4, 4), Image.Resampling.BOX), dtype=int).ravel()
-                sigs.append((p["id"], ours, thumb))
+                ours, thumb_bytes = corpus.face_signatures(pil, [f["box"]])[0]
+                x0, y0, x1, y1 = corpus.cascade_like_box(f["box"], pil.size)
+                box = crop_box(Face(x0, y0, x1 - x0, y1 - y0), pil.size[0], pil.size[1], crop_cfg)
+                crop = Image.fromarray(apply_crop(im, box, crop_cfg["pad_mode"], crop_cfg["pad_value"]))
+                if not box.padded:  # the stage pads outside the image; the demo's signature stays inside it
+                    assert ours == int(str(imagehash.phash(crop)), 16) == perceptual_hash(crop) % (1 << 64)
+                    checked += 1
+                sigs.append((p["id"], ours, np.frombuffer(thumb_bytes, np.uint8).astype(int)))
+    assert checked >= len(sigs) // 2
     rule = truth["distinctness"]
     planted = _planted_ids(truth)
     for i, (id_a, h_a, t_a) in enumerate(sigs):

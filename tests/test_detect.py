@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from animefaces.detect import CascadeDetector, Face, NvxsDetector, make_detector, order_faces
+from animefaces.detect import Face, NvxsDetector, make_detector, order_faces
 
 SEED = dict(scaleFactor=1.1, minNeighbors=5, minSize=(50, 50))
 
@@ -35,7 +35,7 @@ def samples(shared, cascade_path):
 def test_cascade_boxes_equal_plain_opencv_call(samples, cascade_path, score):
     """Seed parameters: exactly the boxes of cv2.CascadeClassifier(xml).detectMultiScale on the equalised grey
     image, 18 faces in 9 of the 10 jonathonyan samples."""
-    ours = CascadeDetector(cascade_path, score=score)
+    ours = make_detector({"cascade_score": score}, cascade_path)  # the schema's crop defaults otherwise
     assert (ours.scale_factor, ours.min_neighbors, ours.min_face) == (1.1, 5, 50)
     per_image = {}
     for name, bgr, plain_boxes in samples:
@@ -52,7 +52,7 @@ def test_cascade_boxes_equal_plain_opencv_call(samples, cascade_path, score):
 
 def test_cascade_finds_nothing_on_hard_cases(shared, cascade_path):
     plain = cv2.CascadeClassifier(str(cascade_path))
-    ours = CascadeDetector(cascade_path)
+    ours = make_detector({}, cascade_path)
     hard = sorted((shared / "illustrations" / "anime2sketch_test_samples").iterdir())
     hard += [
         shared / "illustrations" / "danbooru_utility_img" / n
@@ -65,17 +65,17 @@ def test_cascade_finds_nothing_on_hard_cases(shared, cascade_path):
 
 def test_cascade_min_face_and_order(samples, cascade_path):
     bgr = next(img for name, img, _ in samples if name == "detect_04.jpg")
-    faces = CascadeDetector(cascade_path).detect(bgr)
+    faces = make_detector({}, cascade_path).detect(bgr)
     assert faces == order_faces(faces)
     scores = [f.score for f in faces]
     assert scores == sorted(scores, reverse=True)
-    big = CascadeDetector(cascade_path, min_face=150).detect(bgr)
+    big = make_detector({"min_face": 150}, cascade_path).detect(bgr)
     assert 0 < len(big) < len(faces)
     assert all(f.w >= 150 for f in big)
 
 
 def test_cascade_finds_loose_face_crops(shared, cascade_path):
-    det = CascadeDetector(cascade_path)
+    det = make_detector({}, cascade_path)
     files = sorted((shared / "faces" / "selfie2anime").iterdir())[:15]
     found = sum(1 for f in files if det.detect(cv2.imread(str(f))))
     assert found >= 13

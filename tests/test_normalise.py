@@ -38,19 +38,21 @@ def test_fit_pad_keeps_aspect_and_centres():
     assert (out[:16] == 0).all() and (out[48:] == 0).all()
     red = normalise.fit_image(img, 64, "pad", (255, 0, 0))
     assert (red[:16] == (255, 0, 0)).all()
-    assert np.array_equal(normalise.fit_image(gradient(64, 64), 64), gradient(64, 64))  # no-op at size
+    assert np.array_equal(
+        normalise.fit_image(gradient(64, 64), 64, "pad", (0, 0, 0)), gradient(64, 64)
+    )  # no-op at size
 
 
 def test_fit_crop_center_and_top():
     img = gradient(200, 100)  # tall
     img[:10] = (255, 0, 0)  # a red band at the top
-    top = normalise.fit_image(img, 50, "crop_top")
-    centre = normalise.fit_image(img, 50, "crop_center")
+    top = normalise.fit_image(img, 50, "crop_top", (0, 0, 0))
+    centre = normalise.fit_image(img, 50, "crop_center", (0, 0, 0))
     assert top.shape == centre.shape == (50, 50, 3)
     assert top[0, 25, 0] > 200 and top[0, 25, 1] < 40  # the band survives crop_top
     assert centre[0, 25, 1] > 40  # and is cut by crop_center
     with pytest.raises(ValueError, match="normalise.fit"):
-        normalise.fit_image(img, 50, "stretch")
+        normalise.fit_image(img, 50, "stretch", (0, 0, 0))
 
 
 @pytest.mark.parametrize(
@@ -209,8 +211,8 @@ def test_fixtures_through_clean_dedup_normalise(shared, tmp_path):
         with Image.open(root / fixture) as im:
             raw = np.asarray(im.convert("RGB"))
         upright = np.fliplr(raw) if flip else np.rot90(raw, k)
-        want = normalise.fit_image(np.ascontiguousarray(upright), 64).astype(float)
-        wrong = normalise.fit_image(np.ascontiguousarray(raw), 64).astype(float)
+        want = normalise.fit_image(np.ascontiguousarray(upright), 64, "pad", (0, 0, 0)).astype(float)
+        wrong = normalise.fit_image(np.ascontiguousarray(raw), 64, "pad", (0, 0, 0)).astype(float)
         got = np.asarray(Image.open(by_name[fixture].path)).astype(float)
         assert np.abs(got - want).mean() < 1.0, fixture
         assert np.abs(got - wrong).mean() > 10, fixture

@@ -69,7 +69,8 @@ def assert_same_state(a: dict, b: dict) -> None:
             for k, v in st.items():
                 assert torch.equal(v, b[opt]["state"][pid][k]), f"{opt} state {pid}.{k} differs"
     assert a["augment"] == b["augment"]
-    assert torch.equal(a["pl_mean"], b["pl_mean"])
+    assert torch.equal(a["rng"][0]["pl_mean"], b["rng"][0]["pl_mean"])
+    assert a["rng"][0]["ada"] == b["rng"][0]["ada"]
     assert a["rng"][0]["sampler"]["pos"] == b["rng"][0]["sampler"]["pos"]
     assert torch.equal(a["rng"][0]["torch"], b["rng"][0]["torch"])
 
@@ -272,6 +273,27 @@ def test_injected_stop_then_resume_is_exact(reference_run, pack, tmp_path):
         a = ckpt.load_file(d / "network-final.pt")["G_ema"]
         b = ckpt.load_file(reference_run / "network-final.pt")["G_ema"]
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_snapshot_stores_per_rank_state_once_and_old_snapshots_still_resume_exactly(reference_run, pack, tmp_path):
+    """pl_mean and ADA's state live only in the per-rank entries; a snapshot in the layout that also kept
+    top-level copies (and lacked the per-rank ones) resumes to the same final state."""
+    out = tmp_path / "train"
+    assert train(params(), str(pack), str(out), stop_after_steps=5) == EXIT_INTERRUPTED
+    newest = ckpt.list_snapshots(out / "snapshots")[0][1]
+    state = ckpt.load_file(newest)
+    assert "pl_mean" not in state and "ada" not in state["augment"] and "pl_mean" in state["rng"][0]
+    assert state["rng"][0]["ada"] is not None and float(state["rng"][0]["pl_mean"]) != 0.0  # both in use
+    old = {
+        **state,
+        "pl_mean": state["rng"][0]["pl_mean"],
+        "augment": {**state["augment"], "ada": state["rng"][0]["ada"]},
+    }
+    old["rng"] = [{k: v for k, v in r.items() if k not in ("pl_mean", "ada")} for r in state["rng"]]
+    ckpt.save_file(newest, old)
+    assert train(params(), str(pack), str(out)) == 0
+    assert_same_state(newest_state(out), newest_state(reference_run))
+    assert loss_rows(out) == loss_rows(reference_run)
 
 
 class _nothing:

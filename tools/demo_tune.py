@@ -19,11 +19,12 @@ import numpy as np
 from animefaces.config import fill_defaults
 from animefaces.crop import apply_crop, crop_box
 from animefaces.decode import ImageRejected, read_bgr
+from animefaces.dedup.hashing import perceptual_hash
 from animefaces.demo import corpus as K
 from animefaces.detect import Detector, Face, make_detector
 
 CROP_DEFAULTS = fill_defaults({}, "crop")  # the seed's detector and the default portrait crop
-# A planted near-duplicate must sit well inside dedup's defaults (pHash within 8 bits, colours within 6 levels).
+# A planted near-duplicate must sit well inside what dedup merges (the schema's dedup.max_distance and colour check).
 NEAR_BITS, NEAR_COLOUR = 6, 4.0
 
 
@@ -50,14 +51,14 @@ def detect(detector: Detector, data: bytes) -> list[tuple[int, int, int, int]]:
 
 
 def crop_signature(data: bytes, face: tuple[int, int, int, int]) -> tuple[int, bytes]:
-    """pHash and 4x4 colour thumbnail of the crop stage's default crop (:func:`animefaces.crop.crop_box`) of the
-    detected ``face``."""
+    """Dedup's default perceptual hash (unsigned) and 4x4 colour thumbnail of the crop stage's default crop
+    (:func:`animefaces.crop.crop_box`) of the detected ``face``."""
     from PIL import Image
 
     bgr = _bgr(data)
     box = crop_box(Face(*face), bgr.shape[1], bgr.shape[0], CROP_DEFAULTS)
     crop = Image.fromarray(apply_crop(bgr, box, CROP_DEFAULTS["pad_mode"], CROP_DEFAULTS["pad_value"])[:, :, ::-1])
-    return K.phash(crop), crop.resize((4, 4), Image.Resampling.BOX).tobytes()
+    return perceptual_hash(crop, K.DEDUP_HASH) % (1 << 64), crop.resize((4, 4), Image.Resampling.BOX).tobytes()
 
 
 def iou(a: Iterable[float], b: Iterable[float]) -> float:

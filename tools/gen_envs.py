@@ -32,7 +32,8 @@ PIP_ONLY = {
     ),
 }
 FAMILIES: dict[str, tuple[str, list[str]]] = {
-    "ingest": ("rules demo_*, ingest, select: metadata streaming, demo drawing, selection", ["msgspec"]),
+    # imagehash: the demo draws faces that dedup's perceptual hash tells apart (animefaces.dedup.hashing)
+    "ingest": ("rules demo_*, ingest, select: metadata streaming, demo drawing, selection", ["msgspec", "imagehash"]),
     "vision": (
         "rules fetch_cascade, crop, clean, dedup, normalise: detection, decoding, hashing, resizing",
         ["imagehash", "animeface", "opencv-python-headless"],

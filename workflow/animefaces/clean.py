@@ -269,7 +269,7 @@ def clean_frame(
 
     carry = carried_columns(items)
     return item_manifest(
-        STAGE, shard, items, run, threads, carry, KEPT_COLUMNS, KEPT_DTYPES, True, drop_details, unit="crops"
+        STAGE, shard, items, run, threads, carry, KEPT_COLUMNS, KEPT_DTYPES, drop_details, unit="crops"
     )
 
 

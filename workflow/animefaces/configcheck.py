@@ -39,11 +39,13 @@ def check_crop(cfg: dict) -> list[str]:
 
 
 def check_packs_and_training(cfg: dict) -> list[str]:
+    from .pack.formats import pack_format
+
     size, train = cfg["normalise"]["size"], cfg["train"]
     needs = [
         what
         for what, yes in (
-            ("the tfrecord pack", "tfrecord" in cfg["pack"]["formats"]),
+            *((f"the {name} pack", pack_format(name).power_of_two) for name in cfg["pack"]["formats"]),
             ("training", train["resolution"] is None),
         )
         if yes

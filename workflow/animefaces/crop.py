@@ -15,9 +15,9 @@ pads). A crop is never shrunk: a crop larger than the image is padded even in sh
 say so.
 
 Work inside a job runs on ``--threads`` workers, threads or processes as the detector's registry entry says
-(:data:`animefaces.detect.DETECTORS`: the cascade releases the GIL in OpenCV, libnvxs does not). Results are
-collected in input order (:func:`animefaces.parallel.ordered_map`), so the output does not depend on the worker
-count.
+(:data:`animefaces.detect.DETECTORS`: the cascade releases the GIL in OpenCV, libnvxs does not). The manifest is
+built by the per-item stage skeleton (:func:`animefaces.stage.item_manifest`: results in input order, so the output
+does not depend on the worker count; a post's result lists its crops as ``kept_items``).
 """
 
 from __future__ import annotations
@@ -40,14 +40,13 @@ import pandas as pd
 
 from .atomic import write_bytes
 from .cliflags import add_section_flags, section_or_exit
-from .columns import int_or_none, str_or_empty, with_dtypes
+from .columns import int_or_none, str_or_empty
 from .config import fill_defaults
 from .decode import ImageRejected, load_rgb, read_bgr, read_file
 from .detect import Detector, Face, detector_kind, make_detector
 from .faults import raise_if_fault
-from .manifest import StageRows, read_kept, write_manifest
-from .parallel import ordered_map
-from .progress import Progress
+from .manifest import read_kept, write_manifest
+from .stage import KeptItem, item_manifest
 
 log = logging.getLogger("animefaces.crop")
 
@@ -145,7 +144,7 @@ def crop_box(face: Face, image_w: int, image_h: int, params: dict) -> CropBox:
     return CropBox(nx, ny, w, h, (pad_l, pad_t, pad_r, pad_b), (nx - x, ny - y))
 
 
-def apply_crop(bgr: np.ndarray, box: CropBox, pad_mode: str = "replicate", pad_value: int = 255) -> np.ndarray:
+def apply_crop(bgr: np.ndarray, box: CropBox, pad_mode: str, pad_value: int) -> np.ndarray:
     """Cut ``box`` out of ``bgr``, padding the part outside the image (the result is exactly box.w x box.h)."""
     import cv2
 
@@ -210,11 +209,14 @@ def decode_for_crop(path: str | os.PathLike[str]) -> np.ndarray:
 
 @dataclass
 class PostResult:
-    """What happened to one post: written crops (kept rows) or a drop reason."""
+    """What happened to one post: written crops or a drop reason; ``kept_items`` = the crops' manifest rows
+    (:func:`crop_record`), as the stage skeleton (:func:`animefaces.stage.item_manifest`) reads them."""
 
     crops: list[dict[str, Any]] = field(default_factory=list)
     reason: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    cols: dict[str, Any] = field(default_factory=dict)
+    kept_items: list[KeptItem] | None = None
 
 
 def _box_list(face: Face) -> list[int]:
@@ -291,6 +293,43 @@ def crop_post(
     return result
 
 
+def crop_record(rec: dict, detector: Detector, params: dict, images_dir: Path, detector_info: dict) -> PostResult:
+    """:func:`crop_post` for one ingest manifest row; a kept post's crops become its ``kept_items`` (one manifest
+    row each, columns in ``KEPT_COLUMNS`` order)."""
+    post_id, source = int(rec["post_id"]), str(rec["path"])
+    result = crop_post(post_id, source, detector, params, images_dir, detector_info)
+    if result.reason:
+        return result
+    result.kept_items = []
+    for c in result.crops:
+        (bx, by, bw, bh), (cx, cy, cw, ch) = c["box"], c["crop"]
+        cols = {
+            "path": c["path"],
+            "source_path": source,
+            "source_ext": str_or_empty(rec.get("file_ext", "")),
+            "width": c["width"],
+            "height": c["height"],
+            "source_width": c["source_width"],
+            "source_height": c["source_height"],
+            "face_index": c["n"],
+            "box_x": bx,
+            "box_y": by,
+            "box_w": bw,
+            "box_h": bh,
+            "crop_x": cx,
+            "crop_y": cy,
+            "crop_w": cw,
+            "crop_h": ch,
+            "padded": c["padded"],
+            "detector": detector_info["detector"],
+            "score": c["score"],
+            "label": int_or_none(rec.get("label")),
+            "character": str_or_empty(rec.get("character")),
+        }
+        result.kept_items.append(KeptItem(f"{post_id}_{c['n']}", c["details"], cols))
+    return result
+
+
 # ----------------------------------------------------------------------------------------------- the shard job
 
 
@@ -309,12 +348,8 @@ def _init_process(
     _PROC.update(detector=build(params, cascade_path), params=params, images_dir=Path(images_dir), info=detector_info)
 
 
-def _work_in_process(row: tuple[int, str]) -> PostResult:
-    return crop_post(row[0], row[1], _PROC["detector"], _PROC["params"], _PROC["images_dir"], _PROC["info"])
-
-
-def _progress(total: int, shard: str) -> Progress:
-    return Progress(f"crop {shard}", total, "images")
+def _work_in_process(rec: dict) -> PostResult:
+    return crop_record(rec, _PROC["detector"], _PROC["params"], _PROC["images_dir"], _PROC["info"])
 
 
 def _clear_stale(images_dir: Path) -> None:
@@ -342,7 +377,8 @@ def run_crop(
             raise ValueError(f"ingest manifest has no column {col!r} (is it an ingest manifest?)")
     if not len(posts):
         posts = pd.DataFrame(columns=["post_id", "item_id", "path"])
-    jobs = [(int(p), str(s)) for p, s in zip(posts["post_id"], posts["path"], strict=True)]
+    # only what a worker reads travels to it (a process pool pickles every row)
+    posts = posts[[c for c in ("post_id", "item_id", "path", "file_ext", "label", "character") if c in posts]]
     images_dir = Path(images_dir)
     images_dir.mkdir(parents=True, exist_ok=True)
     _clear_stale(images_dir)
@@ -355,14 +391,14 @@ def run_crop(
         # Parallelism comes from our workers (whole images); OpenCV's own pool would oversubscribe the cores.
         cv2.setNumThreads(1)
 
-    def work(row: tuple[int, str]) -> PostResult:
+    def work(rec: dict) -> PostResult:
         det = getattr(local, "detector", None)
         if det is None:
             det = local.detector = make_detector(params, cascade_path)
-        return crop_post(row[0], row[1], det, params, images_dir, detector_info)
+        return crop_record(rec, det, params, images_dir, detector_info)
 
     pool: Executor | None = None
-    fn: Callable[[tuple[int, str]], PostResult] = work
+    fn: Callable[[dict], PostResult] = work
     kind = detector_kind(params)
     if threads > 1 and kind.parallelism == "processes":
         # The detector keeps the GIL: threads would run one at a time. Fresh (spawned) processes, one detector each.
@@ -380,76 +416,38 @@ def run_crop(
         )
         fn = _work_in_process
     # Otherwise threads: OpenCV releases the GIL in decode, detection and PNG encoding (ordered_map's own pool).
-
-    rows = StageRows(STAGE, shard)
-    bar = _progress(len(jobs), shard) if progress else None
     t0 = time.perf_counter()
-    get = posts.get
-    ext = get("file_ext", pd.Series([""] * len(posts), index=posts.index)).tolist()
-    labels = get("label", pd.Series([None] * len(posts), index=posts.index)).tolist()
-    chars = get("character", pd.Series([None] * len(posts), index=posts.index)).tolist()
-    items = posts["item_id"].astype(str).tolist()
-    n_crops = 0
-    results = ordered_map(fn, jobs, threads, pool=pool, thread_name_prefix="crop")
     try:
-        for i, res in enumerate(results):
-            post_id, source = jobs[i]
-            parent = items[i]
-            if res.reason:
-                rows.dropped(post_id, parent, res.reason, res.details)
-            for c in res.crops:
-                n_crops += 1
-                bx, by, bw, bh = c["box"]
-                cx, cy, cw, chh = c["crop"]
-                label = labels[i]
-                rows.kept(
-                    post_id,
-                    f"{post_id}_{c['n']}",
-                    parent,
-                    c["details"],
-                    path=c["path"],
-                    source_path=source,
-                    source_ext=str_or_empty(ext[i]),
-                    width=c["width"],
-                    height=c["height"],
-                    source_width=c["source_width"],
-                    source_height=c["source_height"],
-                    face_index=c["n"],
-                    box_x=bx,
-                    box_y=by,
-                    box_w=bw,
-                    box_h=bh,
-                    crop_x=cx,
-                    crop_y=cy,
-                    crop_w=cw,
-                    crop_h=chh,
-                    padded=c["padded"],
-                    detector=detector_info["detector"],
-                    score=c["score"],
-                    label=int_or_none(label),
-                    character=str_or_empty(chars[i]),
-                )
-            if bar is not None:
-                bar.update(1)
+        frame = item_manifest(
+            STAGE,
+            shard,
+            posts,
+            fn,
+            threads,
+            carry=[],
+            kept_columns=KEPT_COLUMNS,
+            kept_dtypes=KEPT_DTYPES,
+            unit="images",
+            pool=pool,
+            progress=progress,
+        )
     finally:
-        results.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
         cv2.setNumThreads(cv_threads)
-        if bar is not None:
-            bar.close()
     elapsed = time.perf_counter() - t0
+    n_crops = int((frame["status"] == "kept").sum())
     log.info(
         "shard %s: %d posts -> %d crops, %d posts dropped in %.1f s (%.1f img/s, %d threads)",
         shard,
-        len(jobs),
+        len(posts),
         n_crops,
-        len(rows) - n_crops,
+        len(frame) - n_crops,
         elapsed,
-        len(jobs) / elapsed if elapsed > 0 else 0.0,
+        len(posts) / elapsed if elapsed > 0 else 0.0,
         threads,
     )
-    return with_dtypes(rows.frame(extra_columns=KEPT_COLUMNS), KEPT_DTYPES)
+    return frame
 
 
 def main(argv: list[str] | None = None) -> int:

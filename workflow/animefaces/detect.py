@@ -69,17 +69,17 @@ def equalised_grey(bgr: np.ndarray) -> np.ndarray:
 
 
 class CascadeDetector:
-    """nagadomi's LBP cascade; defaults are the seed's (1.1, 5, 50x50)."""
+    """nagadomi's LBP cascade; the schema's crop defaults are the seed's (1.1, 5, 50x50)."""
 
     name = "lbpcascade"
 
     def __init__(
         self,
         cascade_path: str | os.PathLike[str],
-        scale_factor: float = 1.1,
-        min_neighbors: int = 5,
-        min_face: int = 50,
-        score: str = "level_weight",
+        scale_factor: float,
+        min_neighbors: int,
+        min_face: int,
+        score: str,
     ) -> None:
         import cv2
 

@@ -73,7 +73,7 @@ KEPT_DTYPES = {
 }
 
 
-def fit_image(rgb: np.ndarray, size: int, fit: str = "pad", pad_colour=(0, 0, 0)) -> np.ndarray:
+def fit_image(rgb: np.ndarray, size: int, fit: str, pad_colour: tuple[int, int, int]) -> np.ndarray:
     """Resize keeping the aspect ratio, then pad or crop to exactly ``size`` x ``size``."""
     h, w = rgb.shape[:2]
     if (h, w) == (size, size):
@@ -98,7 +98,7 @@ def fit_image(rgb: np.ndarray, size: int, fit: str = "pad", pad_colour=(0, 0, 0)
     return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
 
 
-def encode(rgb: np.ndarray, fmt: str = "png", quality: int = 95) -> bytes:
+def encode(rgb: np.ndarray, fmt: str, quality: int) -> bytes:
     """PNG (lossless) or baseline JPEG at ``quality``; no metadata (pixels are sRGB)."""
     buf = io.BytesIO()
     im = Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8))
@@ -242,7 +242,6 @@ def normalise_frame(
         carry,
         KEPT_COLUMNS,
         KEPT_DTYPES,
-        carry_first=False,
         kept_defaults=defaults,
         unit="faces",
     )

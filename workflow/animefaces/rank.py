@@ -33,6 +33,7 @@ from PIL import Image
 
 from .atomic import atomic_path
 from .cliflags import add_section_flags, section_or_exit
+from .config import fill_defaults
 from .select import load_items
 
 STAGE = "rank"
@@ -132,12 +133,17 @@ def score_images(
     D: torch.nn.Module,
     images: np.ndarray,
     labels: np.ndarray | None = None,
-    batch: int = 4,
-    shuffles: int = 5,
-    seed: int = 0,
+    batch: int | None = None,
+    shuffles: int | None = None,
+    seed: int | None = None,
 ) -> np.ndarray:
     """Logits ``[shuffles, N]``: shuffle ``s`` scores every image once, in batches of ``batch`` images drawn by a
-    seeded permutation (minibatch-stddev couples the members of a batch)."""
+    seeded permutation (minibatch-stddev couples the members of a batch). Left out: the schema's ``rank``
+    defaults."""
+    default = fill_defaults({}, "rank")
+    batch = default["batch"] if batch is None else batch
+    shuffles = default["shuffles"] if shuffles is None else shuffles
+    seed = default["seed"] if seed is None else seed
     n = len(images)
     c_dim = int(getattr(D, "c_dim", 0))
     x = torch.from_numpy(images).float() / 127.5 - 1.0

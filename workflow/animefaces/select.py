@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import re
 import sys
@@ -39,11 +38,12 @@ import pandas as pd
 from .atomic import atomic_path
 from .classtable import read_classes
 from .cliflags import add_section_flags, section_or_exit
-from .columns import int_or_none, is_missing
+from .columns import is_missing
 from .config import ConfigError
 from .idlists import list_entries, read_list_file
-from .manifest import read_kept, to_frame, write_manifest
+from .manifest import read_kept, write_manifest
 from .parallel import ordered_map
+from .stage import item_manifest
 
 STAGE = "select"
 EXCLUDED_BY_USER = "excluded_by_user"
@@ -185,8 +185,8 @@ def _class_drops(items: pd.DataFrame, table: pd.DataFrame, params: dict) -> Drop
 
 def score_cut(scores: pd.DataFrame, params: dict) -> RankCut | None:
     """The ``low_d_score`` cut from a ranking table (None when neither key asks for one)."""
-    fraction = float(params.get("drop_bottom_fraction") or 0)
-    threshold = params.get("min_d_score")
+    fraction = float(params["drop_bottom_fraction"] or 0)
+    threshold = params["min_d_score"]
     if fraction <= 0 and threshold is None:
         return None
     table = scores.sort_values("rank", kind="stable")
@@ -266,33 +266,29 @@ def verify_hashes(dataset: pd.DataFrame, threads: int = 1) -> None:
             )
 
 
+@dataclass
+class _Decision:
+    """Select's verdict on one item for the stage skeleton: kept (no reason) or the filter's drop."""
+
+    reason: str = ""
+    details: dict = field(default_factory=dict)
+    cols: dict = field(default_factory=dict)
+
+
 def ledger_frame(items: pd.DataFrame, drops: Drops) -> pd.DataFrame:
-    """One ledger row per input item (kept: path, label, character, sha256; dropped: reason and details)."""
-    rows = []
-    for row in items.itertuples(index=False):
-        base = {
-            "post_id": int_or_none(row.post_id),
-            "item_id": row.item_id,
-            "parent_id": row.item_id,
-            "stage": STAGE,
-            "shard": str(row.shard),
-        }
-        if row.item_id in drops:
-            reason, details = drops[row.item_id]
-            status, path, sha = "dropped", None, None
-        else:
-            reason, details, status, path, sha = "", {}, "kept", row.path, row.sha256
-        base.update(
-            status=status,
-            reason=reason,
-            details=json.dumps(details, sort_keys=True, default=str),
-            path=path,
-            label=int(row.label),
-            character=str(row.character),
-            sha256=sha,
-        )
-        rows.append(base)
-    return to_frame(rows, extra_columns=["path", "label", "character", "sha256"])
+    """One ledger row per input item (kept: path, label, character, sha256; dropped: reason and details, label
+    and character kept), built by the stage skeleton (:func:`animefaces.stage.item_manifest`); each row keeps its
+    item's shard."""
+
+    def decide(rec: dict) -> _Decision:
+        reason, details = drops.get(rec["item_id"], ("", {}))
+        return _Decision(reason, details)
+
+    carry = ["path", "label", "character", "sha256"]
+    dtypes = {"path": "str", "label": "int64", "character": "str", "sha256": "str"}
+    return item_manifest(
+        STAGE, None, items, decide, 1, carry, [], dtypes, kept_on_drop=("label", "character"), progress=False
+    )
 
 
 def run(
@@ -308,7 +304,7 @@ def run(
     """The whole stage: read, filter, verify, write the dataset table then the ledger manifest."""
     if rank_cut is None and scores:
         rank_cut = score_cut(pd.read_parquet(scores), params)
-    elif rank_cut is None and (params.get("drop_bottom_fraction") or params.get("min_d_score") is not None):
+    elif rank_cut is None and (params["drop_bottom_fraction"] or params["min_d_score"] is not None):
         raise SelectError(
             "select.drop_bottom_fraction / select.min_d_score need a ranking table: set rank.network (see "
             "python -m animefaces.rank freeze)"

@@ -150,9 +150,9 @@ def _key_edges(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def find_duplicates(
-    df: pd.DataFrame, max_distance: int, near: bool = True, max_colour_residual: float | None = None
+    df: pd.DataFrame, max_distance: int, near: bool | None = None, max_colour_residual: float | None = None
 ) -> pd.DataFrame:
-    """Decide every row of ``df`` (the kept clean rows of all shards).
+    """Decide every row of ``df`` (the kept clean rows of all shards); ``near`` left out: ``dedup.near``'s default.
 
     ``max_colour_residual``: when set, a hash-near pair only counts if its colour thumbnails (``colour_thumb``)
     pass :func:`animefaces.dedup.hashing.same_picture` with this limit; other pairs are reported with kind
@@ -186,6 +186,8 @@ def find_duplicates(
     pair_a, pair_b, pair_d = np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
     pair_c = np.zeros(0)
     rej_a, rej_b, rej_d, rej_c = pair_a, pair_b, pair_d, pair_c
+    if near is None:
+        near = fill_defaults({}, "dedup")["near"]
     if near and len(reps) > 1:
         i, j, d = near_pairs(hashes[reps], max_distance)
         gi, gj = reps[i], reps[j]

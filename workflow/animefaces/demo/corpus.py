@@ -33,6 +33,10 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from ..atomic import write_bytes, write_json
+from ..config import DEMO_CONFIG, fill_defaults, load_config
+from ..crop import crop_box
+from ..dedup.hashing import perceptual_hash
+from ..detect import Face
 from . import cast as C
 from .draw import BACKGROUND_TAGS, BACKGROUNDS, Scene, plan_scene, render
 from .layout import API, FLAT, GROUND_TRUTH, MARKER, METADATA_FILES, NESTED, NESTED_MEMBERS, check_root
@@ -42,37 +46,23 @@ PLANTED_SEED = 20240611  # planted images do not depend on demo.seed
 # planted face is found, and the near-duplicate source's face box is at least as large as in its copies (so it
 # survives dedup by crop resolution); tests/test_demo.py checks both.
 PLANTED_VARIANTS: dict[str, int] = {"near": 8, "rgba_png": 1}
-# Ordinary faces are re-drawn until no two faces (across or within posts) could pass for near-duplicates on a
-# portrait crop: pHash within DISTINCT_BITS and colour thumbnails within DISTINCT_COLOUR levels. Same-template
-# drawings of one character are structurally alike, and the crop the cascade really makes is a few percent
-# off (which alone moves a 64-bit pHash by ~8 bits), hence margins above dedup's defaults (8 bits, 6 levels).
+# Ordinary faces are re-drawn until no two faces (across or within posts) could pass for near-duplicates on the
+# crop stage's crop (its defaults): dedup's default perceptual hash within DISTINCT_BITS and 4x4 colour thumbnails
+# within DISTINCT_COLOUR levels. Same-template drawings of one character are structurally alike, and the box the
+# cascade really finds is a few percent off the drawn one (which alone moves a 64-bit pHash by ~8 bits); dedup's
+# own thresholds (dedup.max_distance, dedup.max_colour_residual) are in the schema.
 DISTINCT_BITS = 12
 DISTINCT_COLOUR = 10.0
 GROUND_TRUTH_VERSION = 1
+# The crop and the hash a face's signature is taken with: the pipeline's own, under the schema's defaults.
+_CROP_DEFAULTS = fill_defaults({}, "crop")
+DEDUP_HASH = fill_defaults({}, "dedup")["hash"]
+_U64 = (1 << 64) - 1
 
-# The config the expected outcomes assume (config/demo.yaml sets these for the demo).
+# The config the expected outcomes assume: config/demo.yaml's sections (schema defaults filled) for the stages
+# the planted cases test (what ingest filters, which classes, how crop detects, what clean and dedup drop).
 ASSUMED_CONFIG = {
-    "filter": {
-        "ratings": ["s"],
-        "rating_scheme": "legacy",
-        "exclude_tags": ["comic"],
-        "min_score": 0,
-        "min_width": 64,
-        "min_height": 64,
-        "extensions": ["jpg", "jpeg", "png", "webp"],
-    },
-    "classes": {"top_k": 5, "aliases": dict(C.ALIASES)},
-    "detector": {
-        "cascade": "lbpcascade_animeface.xml",
-        "grey": True,
-        "equalize_hist": True,
-        "scale_factor": 1.1,
-        "min_neighbors": 5,
-        "min_size": [50, 50],
-    },
-    "duplicate_id": "the first record in dataset.metadata order is kept, later ones are dropped",
-    "dedup_survivor": "largest crop resolution, then lossless source over lossy, then lowest post id",
-    "low_colour": "fewer than 257 unique colours",
+    k: v for k, v in load_config(DEMO_CONFIG).items() if k in ("filter", "classes", "crop", "clean", "dedup")
 }
 
 KEPT_TO_END = {"stage": "select", "status": "kept", "reason": ""}
@@ -432,7 +422,7 @@ class Written:
     height: int
     container: str
     boxes: list
-    sigs: list  # per face: (pHash, colour thumbnail) of a portrait crop, see face_signatures
+    sigs: list  # per face: (perceptual hash, colour thumbnail) of the crop stage's crop, see face_signatures
 
 
 def cascade_like_box(box: list | tuple, size: tuple[int, int]) -> tuple[int, int, int, int]:
@@ -449,45 +439,23 @@ def cascade_like_box(box: list | tuple, size: tuple[int, int]) -> tuple[int, int
 
 
 def portrait_box(box: list | tuple, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """A portrait crop around the cascade-like box (grown 0.2 left/right, 0.4 up, 0.2 down, made square)."""
+    """The crop stage's crop (:func:`animefaces.crop.crop_box` under the schema's ``crop`` defaults: a square
+    portrait) around the cascade-like box, as (left, top, right, bottom) inside the image."""
     x0, y0, x1, y1 = cascade_like_box(box, size)
-    s = x1 - x0
-    cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2 - 0.1 * s, 0.8 * s
-    return (
-        max(0, round(cx - half)),
-        max(0, round(cy - half)),
-        min(size[0], round(cx + half)),
-        min(size[1], round(cy + half)),
-    )
+    c = crop_box(Face(x0, y0, x1 - x0, y1 - y0), size[0], size[1], _CROP_DEFAULTS)
+    return max(0, c.x), max(0, c.y), min(size[0], c.x + c.w), min(size[1], c.y + c.h)
 
 
 def face_signatures(im: Image.Image, boxes: list) -> list[tuple[int, bytes]]:
-    """Per face: the 64-bit pHash and a 4x4 colour thumbnail (48 bytes) of a portrait crop, the signature a
-    dedup stage compares (perceptual hashes see luminance only, the thumbnail tells colour variants apart)."""
+    """Per face: the 64-bit perceptual hash dedup compares by default (:func:`animefaces.dedup.hashing.perceptual_hash`,
+    unsigned) and a 4x4 colour thumbnail (48 bytes) of the crop stage's crop (perceptual hashes see luminance only,
+    the thumbnail tells colour variants apart)."""
     out = []
     for box in boxes:
         crop = im.crop(portrait_box(box, im.size))
         thumb = crop.resize((4, 4), Image.Resampling.BOX).tobytes()
-        out.append((phash(crop), thumb))
+        out.append((perceptual_hash(crop, DEDUP_HASH) & _U64, thumb))
     return out
-
-
-def _dct_matrix(n: int) -> np.ndarray:
-    k = np.arange(n)[:, None]
-    return np.cos(np.pi * k * (2 * np.arange(n)[None, :] + 1) / (2 * n))
-
-
-_DCT32 = _dct_matrix(32)
-
-
-def phash(im: Image.Image) -> int:
-    """64-bit perceptual hash, bit for bit ``imagehash.phash`` (grey, 32x32 Lanczos, 2-D DCT, the 8x8 lowest
-    frequencies against their median; equal bits except for round-off on flat images), first bit most
-    significant; numpy only, so the demo needs no SciPy."""
-    pixels = np.asarray(im.convert("L").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
-    low = (_DCT32 @ pixels @ _DCT32.T)[:8, :8]
-    bits = (low > np.median(low)).ravel()
-    return int.from_bytes(np.packbits(bits).tobytes(), "big")
 
 
 def _render_group(group: list[Post]) -> list[Written]:
@@ -828,7 +796,7 @@ def _make_distinct(plan: Plan, written: dict[int, Written], seed: int, max_varia
     return redraws
 
 
-def generate(root: str | os.PathLike[str], seed: int = 0, posts: int = 300, threads: int = 1) -> dict:
+def generate(root: str | os.PathLike[str], seed: int, posts: int, threads: int = 1) -> dict:
     """Write the demo mirror under ``root`` (images first, then metadata, then ``ground_truth.json``).
 
     Returns the ground truth. Same (seed, posts) -> byte-identical files, whatever ``threads``."""
@@ -854,8 +822,9 @@ def generate(root: str | os.PathLike[str], seed: int = 0, posts: int = 300, thre
         write_bytes(root / rel, data)
     truth = ground_truth(plan, where, seed, posts)
     truth["distinctness"] = {
-        "rule": "no two faces (across or within posts, planted copies excepted) have a portrait-crop pHash within"
-        " phash_bits and 4x4 colour thumbnails within colour_levels (mean absolute difference)",
+        "rule": "no two faces (across or within posts, planted copies excepted) have perceptual hashes (dedup's"
+        " default) of the crop stage's crop within phash_bits and 4x4 colour thumbnails within colour_levels (mean"
+        " absolute difference)",
         "phash_bits": DISTINCT_BITS,
         "colour_levels": DISTINCT_COLOUR,
         "redrawn_posts": redraws,

@@ -49,13 +49,13 @@ def check_root(root: str | os.PathLike[str]) -> None:
 
 def check_config(config: dict) -> None:
     """DAG-build check of a validated config when ``demo.enabled`` (raises ValueError naming the key)."""
-    if not config.get("demo", {}).get("enabled"):
+    if not config["demo"]["enabled"]:
         return
     ds = config["dataset"]
-    if ds.get("source", "danbooru") != "danbooru":
+    if ds["source"] != "danbooru":
         raise ValueError(
-            f"demo.enabled is true but dataset.source is {ds.get('source')!r}: the demo writes a Danbooru mirror. "
+            f"demo.enabled is true but dataset.source is {ds['source']!r}: the demo writes a Danbooru mirror. "
             "Set dataset.source: danbooru, or demo.enabled: false."
         )
-    check_metadata_paths(ds["root"], ds.get("metadata", []))
+    check_metadata_paths(ds["root"], ds["metadata"])
     check_root(ds["root"])

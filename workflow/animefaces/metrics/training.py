@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..config import fill_defaults
 from .compute import compute
 from .features import check_metric_names
 from .images import generate_images, pick_subset
@@ -46,10 +47,11 @@ class TrainingMetrics:
     def from_config(cls, cfg: dict[str, Any], data: Any, device, rank: int, log=print) -> TrainingMetrics:
         """From the train section (``metrics``, ``metrics_every``, ``metrics_images``, ``metrics_inception_path``)
         and the training :class:`~animefaces.train.data.ImageData`."""
+        cfg = fill_defaults(cfg, "train")
         return cls(
-            list(cfg.get("metrics") or []),
-            cfg.get("metrics_every", 10),
-            cfg.get("metrics_images", 2000),
+            list(cfg["metrics"] or []),
+            cfg["metrics_every"],
+            cfg["metrics_images"],
             lambda idx: data.get(torch.from_numpy(idx)),
             len(data),
             device,

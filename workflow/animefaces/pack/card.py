@@ -21,9 +21,9 @@ import pandas as pd
 from .. import __version__
 from ..atomic import write_json
 from ..classtable import UNLABELLED_NAME
+from .formats import PACK_FORMATS, pack_format
 
 BLOWUP_WARN = 5.0  # warn when a pack is this many times larger than the image files it holds (TFRecord: always)
-SEED_TFRECORD_BLOWUP = 19  # what the seed project measured for its TFRecords vs its PNG set
 
 
 def sha256_file(path: str | os.PathLike[str], block: int = 1 << 22) -> str:
@@ -105,17 +105,12 @@ def build_card(
     }
     if extra:
         card.update(extra)
-    if ratio is not None and (fmt == "tfrecord" or ratio >= BLOWUP_WARN):
+    note = pack_format(fmt).size_note if fmt in PACK_FORMATS else ""
+    if ratio is not None and (note or ratio >= BLOWUP_WARN):
         card["warnings"].append(
             f"disk blow-up: this {fmt} pack takes {ratio:.1f}x the space of the {len(items)} normalised image files "
             f"({disk / 2**20:.1f} MiB vs {source / 2**20:.1f} MiB)"
-            + (
-                f"; TFRecords store raw uint8 pixels at every resolution from 4x4 to {resolution}x{resolution} "
-                f"(the seed project measured ~{SEED_TFRECORD_BLOWUP}x for its TFRecords); prefer the zip or hdf5 "
-                "pack unless a StyleGAN 1/2 trainer needs this one"
-                if fmt == "tfrecord"
-                else ""
-            )
+            + (f"; {note.format(resolution=resolution)}" if note else "")
         )
     return card
 

@@ -82,6 +82,10 @@ class PackFormat:
     suffix: str  # the pack is RES/pack/<format>/<dataset name><suffix>
     trainable: bool = False  # the trainer reads it (module has load_for_training and probe)
     read_suffixes: tuple[str, ...] = ()  # further suffixes the trainer accepts for this format
+    power_of_two: bool = False  # the format needs normalise.size to be a power of two (a DAG-time config check)
+    # what the dataset card always says about this format's size on disk ({resolution} is filled in); empty: the
+    # card warns only when the pack outgrows the image files by BLOWUP_WARN
+    size_note: str = ""
 
     def code(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -100,11 +104,13 @@ def register_pack_format(
     suffix: str,
     trainable: bool = False,
     read_suffixes: tuple[str, ...] = (),
+    power_of_two: bool = False,
+    size_note: str = "",
 ) -> PackFormat:
     """Register (or replace) a pack format; registration order is the trainer's order of preference."""
     if output not in ("file", "directory"):
         raise ValueError(f"pack format {name!r}: output must be 'file' or 'directory', got {output!r}")
-    PACK_FORMATS[name] = PackFormat(name, module, output, suffix, trainable, read_suffixes)
+    PACK_FORMATS[name] = PackFormat(name, module, output, suffix, trainable, read_suffixes, power_of_two, size_note)
     return PACK_FORMATS[name]
 
 
@@ -133,5 +139,15 @@ def training_format(formats: list[str]) -> PackFormat:
 
 
 register_pack_format("hdf5", "animefaces.pack.hdf5", "file", ".hdf5", trainable=True, read_suffixes=(".h5",))
-register_pack_format("tfrecord", "animefaces.pack.tfrecord", "directory", "")
+SEED_TFRECORD_BLOWUP = 19  # what the seed project measured for its TFRecords vs its PNG set
+register_pack_format(
+    "tfrecord",
+    "animefaces.pack.tfrecord",
+    "directory",
+    "",
+    power_of_two=True,  # one record file per resolution from 4x4 up
+    size_note="TFRecords store raw uint8 pixels at every resolution from 4x4 to {resolution}x{resolution} (the seed "
+    f"project measured ~{SEED_TFRECORD_BLOWUP}x for its TFRecords); prefer the zip or hdf5 pack unless a StyleGAN "
+    "1/2 trainer needs this one",
+)
 register_pack_format("zip", "animefaces.pack.zipds", "file", ".zip", trainable=True)

@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from ..atomic import atomic_path
+from ..config import fill_defaults
 from .formats import PackImages, PackJob, PackWritten
 from .source import PackError, batched_chw, box_downscale, first_size, fsync_path, iter_arrays
 
@@ -40,11 +41,15 @@ def write_hdf5(
     labels: np.ndarray,
     size: int,
     item_ids: list[str] | None = None,
-    chunk: int = 500,
-    compression: str = "none",
+    chunk: int | None = None,
+    compression: str | None = None,
     fsync: bool = True,
 ) -> int:
-    """Write ``len(labels)`` images (each ``size x size x 3`` uint8 HWC, in order) to ``out``; return the count."""
+    """Write ``len(labels)`` images (each ``size x size x 3`` uint8 HWC, in order) to ``out``; return the count.
+    ``chunk``/``compression`` left out: the schema's ``pack.hdf5`` defaults."""
+    default = fill_defaults({}, "pack")["hdf5"]
+    chunk = default["chunk"] if chunk is None else chunk
+    compression = default["compression"] if compression is None else compression
     labels = np.asarray(labels, dtype=np.int64)
     n = len(labels)
     if n == 0:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import math
 import os
 import random
@@ -182,7 +181,9 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------- state
     def state_dict(self) -> dict[str, Any]:
         rng = ckpt.capture_rng()
-        # per-process state: RNGs, the data sampler, and the statistics each rank accumulates locally
+        # per-process state: RNGs, the data sampler, and the statistics each rank accumulates locally (ADA's
+        # counters, the recipe's running means). Stored once, here: a run with another number of processes
+        # resumes them from rank 0's entry.
         rng["sampler"] = self.sampler.state_dict()
         rng["ada"] = self.ada.state_dict() if self.ada else None
         rng.update(self.recipe.rank_state())
@@ -203,7 +204,7 @@ class Trainer:
             "opt_D": self.opt_D.state_dict(),
             "scaler_G": self.scaler_G.state_dict() if self.scaler_G else None,
             "scaler_D": self.scaler_D.state_dict() if self.scaler_D else None,
-            "augment": {"p": float(self.aug.p), "ada": self.ada.state_dict() if self.ada else None},
+            "augment": {"p": float(self.aug.p)},
             **self.recipe.state(),
             "counters": asdict(self.counters),
             "rng": rngs,
@@ -224,20 +225,22 @@ class Trainer:
             self.scaler_G.load_state_dict(state["scaler_G"])
             self.scaler_D.load_state_dict(state["scaler_D"])
         self.aug.p.fill_(float(state["augment"]["p"]))
-        if self.ada and state["augment"].get("ada"):
-            self.ada.load_state_dict(state["augment"]["ada"])
         self.recipe.load_state(state)
         self.counters = Counters(**state["counters"])
         self.history = list(state.get("metrics", []))
         rngs = state["rng"]
-        if len(rngs) == self.world:
-            rng = rngs[self.rank]
+        same_world = len(rngs) == self.world
+        # this rank's own statistics, or rank 0's when the number of processes changed; snapshots written before
+        # they were stored once kept a second copy at the top level, read when the per-rank one is missing
+        rng = rngs[self.rank] if same_world else rngs[0]
+        ada = rng.get("ada") or state["augment"].get("ada")
+        if self.ada and ada:
+            self.ada.load_state_dict(ada)
+        self.recipe.load_rank_state(rng)
+        if same_world:
             ckpt.restore_rng(rng)
             self.sampler.load_state_dict(rng["sampler"])
             self.batches.restart()
-            if self.ada and rng.get("ada"):
-                self.ada.load_state_dict(rng["ada"])
-            self.recipe.load_rank_state(rng)
         else:
             self.log(f"snapshot was written by {len(rngs)} process(es), this run has {self.world}: RNGs reseeded")
             _seed_all(self.cfg["seed"] * self.world + self.rank + self.counters.step)
@@ -555,7 +558,3 @@ def train(
 
             dist.destroy_process_group()
         sys.stdout.flush()
-
-
-def dump_config(params: dict[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True)

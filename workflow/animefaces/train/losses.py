@@ -24,8 +24,8 @@ class StyleGAN2Loss:
         D: nn.Module,
         augment: Callable[[Tensor], Tensor] | None,
         r1_gamma: float,
-        pl_weight: float = 0.0,
-        style_mixing: float = 0.0,
+        pl_weight: float,
+        style_mixing: float,
         pl_decay: float = 0.01,
         pl_batch_shrink: int = 2,
         autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
@@ -75,10 +75,14 @@ class StyleGAN2Loss:
     def g_pl(self, z: Tensor, c: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         """Path-length penalty E[(|J_w^T y| - a)^2] on a shrunk batch; ``a`` is a running mean of the lengths."""
         n = max(1, z.shape[0] // self.pl_batch_shrink)
-        img, ws = self.run_G(z[:n], c[:n], G=self.G)
+        img, ws = self.run_G(z[:n], c[:n], G=self.G)  # img [n, C, H, W], ws [n, num_ws, w_dim]
+        # y ~ N(0, I) / sqrt(H * W): the 1/sqrt(pixels) scaling makes |J_w^T y| independent of the resolution
+        # (sum over H*W pixels of unit-variance terms grows like H*W; its square root is divided out), so the
+        # target length ``a`` and pl_weight mean the same at 64 px as at 1024 px.
         noise = torch.randn_like(img) / (img.shape[2] * img.shape[3]) ** 0.5
-        (grads,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)
-        lengths = grads.float().square().sum(dim=2).mean(dim=1).sqrt()
+        (grads,) = torch.autograd.grad((img * noise).sum(), ws, create_graph=True)  # J_w^T y: [n, num_ws, w_dim]
+        # |J_w^T y| per sample: squared norm over w_dim, averaged over the num_ws copies of w, then the root
+        lengths = grads.float().square().sum(dim=2).mean(dim=1).sqrt()  # [n]
         self.pl_mean.copy_(self.pl_mean.lerp(lengths.mean().detach(), self.pl_decay))
         penalty = (lengths - self.pl_mean).square()
         return penalty.mean() * self.pl_weight, {

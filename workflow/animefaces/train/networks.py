@@ -27,6 +27,13 @@ SQRT2 = math.sqrt(2.0)
 NOISE_MODES = ("const", "random", "none")
 
 
+def assert_shape(x: Tensor, shape: list[int | None], name: str = "tensor") -> None:
+    """Check ``x``'s shape against ``shape`` (None = any size), as the reference networks do at every block:
+    a wrong wiring fails here, naming the tensor, instead of broadcasting silently."""
+    if x.ndim != len(shape) or any(want is not None and got != want for got, want in zip(x.shape, shape, strict=True)):
+        raise AssertionError(f"{name} has shape {list(x.shape)}, expected {['N' if s is None else s for s in shape]}")
+
+
 def channels_at(res: int, channel_base: int, channel_max: int) -> int:
     """Feature maps at a resolution: ``min(channel_base // res, channel_max)`` (StyleGAN2's width rule)."""
     return max(1, min(channel_base // res, channel_max))
@@ -261,6 +268,7 @@ class SynthesisLayer(nn.Module):
         super().__init__()
         self.up = up
         self.resolution = resolution
+        self.in_channels, self.w_dim = in_channels, w_dim
         self.conv_clamp = conv_clamp
         self.affine = FullyConnected(w_dim, in_channels, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 3, 3))
@@ -270,10 +278,13 @@ class SynthesisLayer(nn.Module):
         self.register_buffer("fir", fir_kernel(), persistent=False)
 
     def forward(self, x: Tensor, w: Tensor, noise_mode: str = "random", fused: bool = True) -> Tensor:
-        styles = self.affine(w)
+        in_res = self.resolution // 2 if self.up else self.resolution
+        assert_shape(x, [None, self.in_channels, in_res, in_res], "SynthesisLayer input")
+        assert_shape(w, [x.shape[0], self.w_dim], "SynthesisLayer w")
+        styles = self.affine(w)  # [N, in_channels]: one scale per input feature map
         if self.up:
-            x = upsample2d(x, self.fir)
-        x = modulated_conv2d(x, self.weight, styles, demodulate=True, fused=fused, padding=1)
+            x = upsample2d(x, self.fir)  # [N, in, res, res]
+        x = modulated_conv2d(x, self.weight, styles, demodulate=True, fused=fused, padding=1)  # [N, out, res, res]
         if noise_mode == "random":
             noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
             x = x + noise * self.noise_strength.to(x.dtype)
@@ -316,6 +327,12 @@ class SynthesisBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.resolution = resolution
+        self.in_channels, self.out_channels, self.img_channels, self.w_dim = (
+            in_channels,
+            out_channels,
+            img_channels,
+            w_dim,
+        )
         self.is_first = in_channels == 0
         self.register_buffer("fir", fir_kernel(), persistent=False)
         if self.is_first:
@@ -331,14 +348,19 @@ class SynthesisBlock(nn.Module):
     def forward(
         self, x: Tensor | None, img: Tensor | None, ws: Tensor, noise_mode: str, fused: bool
     ) -> tuple[Tensor, Tensor]:
-        w_iter = iter(ws.unbind(dim=1))
+        n, half = ws.shape[0], self.resolution // 2
+        assert_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim], f"ws of block {self.resolution}")
+        w_iter = iter(ws.unbind(dim=1))  # one [N, w_dim] per conv layer, then one for toRGB
         if self.is_first:
-            x = self.const.unsqueeze(0).repeat(ws.shape[0], 1, 1, 1)
+            x = self.const.unsqueeze(0).repeat(n, 1, 1, 1)  # [N, out, 4, 4]
         else:
-            x = self.conv0(x, next(w_iter), noise_mode, fused)
-        x = self.conv1(x, next(w_iter), noise_mode, fused)
-        y = self.torgb(x, next(w_iter), fused).float()
-        img = y if img is None else upsample2d(img, self.fir) + y
+            assert_shape(x, [n, self.in_channels, half, half], f"features into block {self.resolution}")
+            x = self.conv0(x, next(w_iter), noise_mode, fused)  # upsampling conv: [N, out, res, res]
+        x = self.conv1(x, next(w_iter), noise_mode, fused)  # [N, out, res, res]
+        y = self.torgb(x, next(w_iter), fused).float()  # [N, img_channels, res, res]
+        if img is not None:
+            assert_shape(img, [n, self.img_channels, half, half], f"skip image into block {self.resolution}")
+        img = y if img is None else upsample2d(img, self.fir) + y  # skip architecture: upsampled sum of toRGBs
         return x, img
 
 
@@ -376,8 +398,8 @@ class SynthesisNetwork(nn.Module):
         for block in self.blocks.values():
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             w_idx += block.num_conv
-            x, img = block(x, img, block_ws, noise_mode, fused)
-        return img
+            x, img = block(x, img, block_ws, noise_mode, fused)  # consecutive blocks share one w (the toRGB's)
+        return img  # [N, img_channels, resolution, resolution]
 
 
 class Generator(nn.Module):
@@ -445,12 +467,12 @@ class MinibatchStd(nn.Module):
         while n % g:
             g -= 1
         f = self.num_channels
-        y = x.float().reshape(g, -1, f, c // f, h, w)
-        y = y - y.mean(dim=0)
-        y = (y.square().mean(dim=0) + 1e-8).sqrt()
-        y = y.mean(dim=[2, 3, 4]).reshape(-1, f, 1, 1)
-        y = y.repeat(g, 1, h, w).to(x.dtype)
-        return torch.cat([x, y], dim=1)
+        y = x.float().reshape(g, -1, f, c // f, h, w)  # [G, M, F, c/F, H, W]: sample n = g * M + m
+        y = y - y.mean(dim=0)  # deviation from the group mean
+        y = (y.square().mean(dim=0) + 1e-8).sqrt()  # [M, F, c/F, H, W]: std over each group
+        y = y.mean(dim=[2, 3, 4]).reshape(-1, f, 1, 1)  # [M, F, 1, 1]: averaged over channels and pixels
+        y = y.repeat(g, 1, h, w).to(x.dtype)  # [N, F, H, W]: every member of a group gets its group's value
+        return torch.cat([x, y], dim=1)  # [N, c + F, H, W]
 
 
 class DiscriminatorBlock(nn.Module):
@@ -465,6 +487,7 @@ class DiscriminatorBlock(nn.Module):
         conv_clamp: float | None = None,
     ) -> None:
         super().__init__()
+        self.in_channels, self.tmp_channels, self.img_channels = in_channels, tmp_channels, img_channels
         self.fromrgb = (
             Conv2dLayer(img_channels, tmp_channels, 1, activation="lrelu", conv_clamp=conv_clamp)
             if in_channels == 0
@@ -476,10 +499,13 @@ class DiscriminatorBlock(nn.Module):
 
     def forward(self, x: Tensor | None, img: Tensor) -> Tensor:
         if self.fromrgb is not None:
-            x = self.fromrgb(img)
-        y = self.skip(x, gain=math.sqrt(0.5))
-        x = self.conv1(self.conv0(x), gain=math.sqrt(0.5))
-        return y + x
+            assert_shape(img, [None, self.img_channels, None, None], "discriminator input image")
+            x = self.fromrgb(img)  # [N, tmp, res, res]
+        assert x is not None
+        assert_shape(x, [None, self.tmp_channels, None, None], "discriminator block input")
+        y = self.skip(x, gain=math.sqrt(0.5))  # [N, out, res/2, res/2]
+        x = self.conv1(self.conv0(x), gain=math.sqrt(0.5))  # [N, out, res/2, res/2]
+        return y + x  # residual sum, each branch scaled by sqrt(1/2) to keep unit variance
 
 
 class Discriminator(nn.Module):
@@ -537,14 +563,15 @@ class Discriminator(nn.Module):
 
     def forward(self, img: Tensor, c: Tensor | None = None) -> Tensor:
         """Logits [N, 1] (real > fake)."""
+        assert_shape(img, [None, None, self.resolution, self.resolution], "discriminator input image")
         x = None
         for block in self.blocks.values():
-            x = block(x, img)
+            x = block(x, img)  # halves the resolution: ends at [N, ch4, 4, 4]
         if self.mbstd is not None:
-            x = self.mbstd(x)
-        x = self.conv(x)
-        x = self.fc(x.flatten(1))
-        x = self.out(x).float()
+            x = self.mbstd(x)  # [N, ch4 + mbstd_channels, 4, 4]
+        x = self.conv(x)  # [N, ch4, 4, 4]
+        x = self.fc(x.flatten(1))  # [N, ch4]
+        x = self.out(x).float()  # [N, 1], or [N, cmap_dim] projected on the class embedding below
         if self.mapping is not None:
             if c is None or c.shape[1] != self.c_dim:
                 raise ValueError(f"this discriminator is conditional: it needs labels c of shape [N, {self.c_dim}]")

@@ -26,6 +26,11 @@ class StyleGAN2Recipe(Recipe):
         return build_networks(presets.arch_of(self.t.cfg))
 
     def _adam_args(self, lr: float, reg_interval: int) -> dict[str, Any]:
+        # Lazy regularisation (Karras et al. 2020, StyleGAN2 appendix B): the regulariser runs only every k-th
+        # step (k = reg_interval), as an extra optimiser step with its loss multiplied by k. Every k steps the
+        # optimiser then takes k + 1 steps instead of k, so the learning rate is scaled by c = k / (k + 1) and
+        # beta1, beta2 are raised to the power c: the moving averages then decay over the same wall-clock span of
+        # iterations as without the extra steps (beta^(c * (k + 1)) = beta^k). beta1 = 0 stays 0.
         ratio = reg_interval / (reg_interval + 1) if reg_interval else 1.0
         return {"lr": lr * ratio, "betas": (0.0, 0.99**ratio)}
 
@@ -110,11 +115,9 @@ class StyleGAN2Recipe(Recipe):
         t.D.requires_grad_(False)
         return int(cfg["batch"])
 
-    def state(self) -> dict[str, Any]:
-        return {"pl_mean": self.loss.pl_mean.detach().cpu()}
-
     def load_state(self, state: dict[str, Any]) -> None:
-        self.loss.pl_mean.copy_(state["pl_mean"].to(self.t.device))
+        if "pl_mean" in state:  # snapshots that kept a top-level copy; the per-rank one (load_rank_state) wins
+            self.loss.pl_mean.copy_(state["pl_mean"].to(self.t.device))
 
     def rank_state(self) -> dict[str, Any]:
         return {"pl_mean": self.loss.pl_mean.detach().cpu()}

@@ -237,14 +237,14 @@ def train_in_runs(
         "resolution": int(resolution),
         "classes": int(classes),
     }
-    if params.get("init_from") == "previous" and latest_run(train_dir) is None:
+    if params["init_from"] == "previous" and latest_run(train_dir) is None:
         raise ValueError(f"train.init_from is 'previous' but {train_dir} has no previous run to start from")
-    choice = choose_run(train_dir, dataset, bool(params.get("resume", True)), create=rank == 0)
+    choice = choose_run(train_dir, dataset, bool(params["resume"]), create=rank == 0)
     if rank != 0:
         _wait_for(choice.run / RUN_CARD)
     say(choice.message)
     run_params = dict(params)
-    if params.get("init_from") == "previous":
+    if params["init_from"] == "previous":
         run_params["init_from"] = previous_weights(choice.previous) if not choice.resumed else None
         if run_params["init_from"]:
             say(f"init_from: previous -> transfer learning from {run_params['init_from']}")
