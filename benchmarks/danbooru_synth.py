@@ -120,31 +120,64 @@ class RecordMaker:
         }
 
 
+POOL = 50_000  # distinct record bodies drawn per file; every record gets its own id and md5
+_ID = "@@id@@"
+_MD5 = "@@md5@@"
+
+
+def _body(make_record: RecordMaker, nested: bool) -> tuple[list[str], str]:
+    """One record's JSON split around its id and md5 (so a record is a join, not a draw + encode), and its ext."""
+    rec = make_record(0)
+    rec["id"] = _ID
+    rec["md5"] = _MD5
+    text = json.JSONEncoder(separators=(",", ":")).encode(as_nested(rec) if nested else rec)
+    # flat records hold the id as a JSON integer, nested ones as a string
+    text = text.replace(f'"{_ID}"', _ID if not nested else f'"{_ID}"')
+    head, rest = text.split(_ID)
+    mid, tail = rest.split(_MD5)
+    return [head, mid, tail], rec["file_ext"]
+
+
 def generate(
     path: Path, records: int, seed: int = 0, nested: bool = False, first_id: int = 1000
 ) -> tuple[int, list[tuple[int, str]]]:
-    """Write the JSONL file; return its size and the (id, ext) of every record with a usable id."""
+    """Write the JSONL file; return its size and the (id, ext) of every record with a usable id.
+
+    ``min(records, POOL)`` record bodies are drawn with :class:`RecordMaker` (tags, sizes, scores, flags...); each
+    written record is one of them with its own id (increasing, gaps of 1-3) and its own random md5, so 5M records
+    take a minute, not hours. Rates: 0.1% duplicate ids, 0.01% malformed lines, 0.01% records without id."""
     rng = random.Random(seed)
     make_record = RecordMaker(rng)
+    bodies = [_body(make_record, nested) for _ in range(min(records, POOL))]
+    no_id = make_record(0)
+    del no_id["id"]
+    no_id_line = json.dumps(as_nested(no_id) if nested else no_id, separators=(",", ":")) + "\n"
     posts: list[tuple[int, str]] = []
     next_id = first_id
-    dumps = json.JSONEncoder(separators=(",", ":")).encode
-    with open(path, "w", encoding="utf-8") as fh:
+    getrandbits, randint, random_ = rng.getrandbits, rng.randint, rng.random
+    n_bodies = len(bodies)
+    with open(path, "w", encoding="utf-8", buffering=1 << 22) as fh:
+        lines: list[str] = []
         for _ in range(records):
-            roll = rng.random()
+            roll = random_()
             if roll < 0.0001:
-                fh.write('{"id": 12, "rating": "s", "tag_string_general": "unterminated\n')
+                lines.append('{"id": 12, "rating": "s", "tag_string_general": "unterminated\n')
                 continue
             if roll < 0.0002:
-                rec = make_record(0)
-                del rec["id"]
-            elif roll < 0.0012 and posts:
-                rec = make_record(rng.choice(posts)[0])  # duplicate id
+                lines.append(no_id_line)
+                continue
+            (head, mid, tail), ext = bodies[int(random_() * n_bodies)]
+            if roll < 0.0012 and posts:
+                post_id = posts[int(random_() * len(posts))][0]  # duplicate id
             else:
-                next_id += rng.randint(1, 3)
-                rec = make_record(next_id)
-                posts.append((next_id, rec["file_ext"]))
-            fh.write(dumps(as_nested(rec) if nested else rec) + "\n")
+                next_id += randint(1, 3)
+                post_id = next_id
+                posts.append((post_id, ext))
+            lines.append(f"{head}{post_id}{mid}{getrandbits(128):032x}{tail}\n")
+            if len(lines) >= 4096:
+                fh.write("".join(lines))
+                lines = []
+        fh.write("".join(lines))
     return path.stat().st_size, posts
 
 

@@ -1,18 +1,23 @@
-"""Ingest throughput: records/s per CPU core and peak RSS of the real ingest job on synthetic Danbooru2021-style
+"""Ingest throughput: records/s per CPU core and peak RSS of the real ingest job on synthetic Danbooru-style
 metadata, side by side in one run: the parser candidates (parse + the one record normaliser) and the whole job,
-new against the json ingest of BASELINE (git history), repeated and interleaved, medians.
+this tree against earlier versions of the package from git history (``--baselines``: ``msgspec`` = the fast path
+as this issue's previous session left it, ``json`` = the stdlib json ingest before it), repeated and interleaved,
+medians.
 
-    .venv/bin/python benchmarks/ingest_throughput.py [--records 1000000] [--present 0.9] [--schema flat] [--reps 3]
+    .venv/bin/python benchmarks/ingest_throughput.py [--records 1000000] [--schema flat|nested|mixed]
+        [--present 0.9] [--reps 3] [--baselines msgspec json] [--filters demo_filter defaults]
 
 Steps (only steps 3 and 4 are timed; CPU seconds, so other jobs on the machine distort them less than wall time):
 1. generate ``records`` JSON Lines (``danbooru_synth``: real field set, realistic tags, 0.1% duplicate ids, 0.01%
-   malformed lines, 0.01% records without id) in a FRESH work folder (``--work``/run-<params>, deleted first);
+   malformed lines, 0.01% records without id; ``mixed`` = 20% nested Danbooru2017-2020 records in one file, 80%
+   flat Danbooru2021 ones in another) in a FRESH work folder (``--work``/run-<params>, deleted first);
 2. create a mirror ``original/{bucket}/{id}.{ext}`` with empty files for a fraction ``present`` of the posts, from
    scratch, and verify the count of files made;
-3. parser candidates on the first 100k lines held in memory: stdlib ``json``, ``orjson`` (if importable; not a
-   dependency), ``msgspec`` (the fast reader), each followed by ``records.normalise_batch``;
-4. ``python -m animefaces.ingest`` (what the rule runs) in a subprocess, new and BASELINE alternately ``--reps``
-   times with the demo's filter block and the schema defaults; CPU from ``os.wait4``, peak RSS ``ru_maxrss``.
+3. parser candidates on the first 100k lines of the last file held in memory: stdlib ``json``, ``orjson`` (if
+   importable; not a dependency), ``msgspec`` (the fast reader), each followed by ``records.normalise_batch``;
+4. ``python -m animefaces.ingest`` (what the rule runs) in a subprocess, this tree and each baseline alternately
+   ``--reps`` times per filter block (the demo's, the schema defaults); CPU from ``os.wait4``, peak RSS
+   ``ru_maxrss``; the kept/dropped counts of every baseline are checked against this tree's.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from danbooru_synth import generate  # noqa: E402  (the Danbooru2021-shaped generator, both schemas)
+from danbooru_synth import write  # noqa: E402  (the Danbooru2021-shaped generator, both schemas)
 
 
 def make_mirror(root: Path, posts: list[tuple[int, str]], present: float, seed: int = 1) -> int:
@@ -55,13 +60,16 @@ FILTERS = {
 }
 
 
-BASELINE = "dd48c619688758164f6e0b03c36b1456e6c4e591"  # main before the msgspec fast path (json ingest)
+BASELINES = {
+    "msgspec": "49f3daa5621b056d3a8e069785000ced2dae0894",  # the msgspec path of the last session (issue 15 start)
+    "json": "dd48c619688758164f6e0b03c36b1456e6c4e591",  # main before the msgspec fast path (json ingest)
+}
 
 
-def baseline_package(work: Path) -> Path:
-    """The package at BASELINE, extracted from git history into ``work``."""
-    where = work / "baseline"
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", BASELINE, "workflow"], capture_output=True, check=True)
+def baseline_package(work: Path, commit: str) -> Path:
+    """The package at ``commit``, extracted from git history into ``work``."""
+    where = work / f"baseline-{commit[:10]}"
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", commit, "workflow"], capture_output=True, check=True)
     where.mkdir(parents=True, exist_ok=True)
     subprocess.run(["tar", "-x", "-C", str(where)], input=archive.stdout, check=True)
     return where / "workflow"
@@ -188,40 +196,50 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--schema", choices=["flat", "nested", "mixed"], default="flat")
     ap.add_argument("--present", type=float, default=0.9, help="fraction of posts whose image file exists")
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--baselines", nargs="*", default=["msgspec"], choices=sorted(BASELINES))
+    ap.add_argument("--filters", nargs="*", default=sorted(FILTERS), choices=sorted(FILTERS))
+    ap.add_argument("--skip-candidates", action="store_true", help="skip step 3 (parser candidates)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/animefaces-ingest-bench"))
     args = ap.parse_args(argv)
-    work = args.work / f"run-{args.records}-{args.present}"
+    work = args.work / f"run-{args.records}-{args.schema}-{args.present}"
     shutil.rmtree(work, ignore_errors=True)  # inputs are always built from scratch
     work.mkdir(parents=True)
-    metadata = work / "posts.jsonl"
+    meta_dir = work / "metadata"
     root = work / "mirror"
     t0 = time.perf_counter()
-    size, posts = generate(metadata, args.records)
-    made = make_mirror(root, posts, args.present)
+    made = write(meta_dir, args.records, args.schema)
+    size = sum(m[1] for m in made)
+    posts = [p for m in made for p in m[2]]
+    made_files = make_mirror(root, posts, args.present)
     on_disk = sum(len(os.listdir(root / "original" / f"{b:04d}")) for b in range(1000))
-    if on_disk != made:
-        raise SystemExit(f"mirror check failed: made {made} files, found {on_disk}")
+    if on_disk != made_files:
+        raise SystemExit(f"mirror check failed: made {made_files} files, found {on_disk}")
     gen_s = time.perf_counter() - t0
     sys.path.insert(0, str(REPO / "workflow"))
     report: dict = {
         "records": args.records,
+        "schema": args.schema,
         "bytes_per_record": round(size / args.records),
         "metadata_mb": round(size / 2**20, 1),
-        "image_files_in_mirror": made,
+        "image_files_in_mirror": made_files,
         "generate_s": round(gen_s, 1),
         "naive_exists_us_per_post": round(naive_exists(root, posts) * 1e6, 2),
         "index_listing_us_per_file": round(index_cost(root)[0] * 1e6, 2),
-        "parse_and_normalise_records_per_s_cpu": parser_candidates(metadata, reps=args.reps),
     }
-    packages = {"new": REPO / "workflow", "baseline": baseline_package(work)}
-    for name, flt in FILTERS.items():
+    if not args.skip_candidates:
+        report["parse_and_normalise_records_per_s_cpu"] = parser_candidates(made[-1][0], reps=args.reps)
+    packages = {"new": REPO / "workflow"}
+    packages.update({name: baseline_package(work, BASELINES[name]) for name in args.baselines})
+    for name in args.filters:
+        flt = FILTERS[name]
         runs: dict[str, list[dict]] = {k: [] for k in packages}
-        for _ in range(args.reps):  # interleaved: new, baseline, new, baseline, ...
+        for _ in range(args.reps):  # interleaved: new, baseline(s), new, baseline(s), ...
             for label, package in packages.items():
-                runs[label].append(run_ingest(work, metadata, root, args.shards, flt, package))
+                runs[label].append(run_ingest(work, meta_dir, root, args.shards, flt, package))
         report[name] = {}
         for label, rs in runs.items():
             cpu = statistics.median(r["cpu_s"] for r in rs)
@@ -234,10 +252,12 @@ def main(argv: list[str] | None = None) -> int:
                 "peak_rss_mb_max": round(max(r["max_rss_mb"] for r in rs)),
                 "kept": summ["kept"],
                 "dropped": summ["dropped"],
+                "stage_seconds_first_run": summ["seconds"],
             }
-        report[name]["speedup_cpu"] = round(
-            report[name]["baseline"]["cpu_s_median"] / report[name]["new"]["cpu_s_median"], 2
-        )
+            if label != "new":  # the ledger counts must not change
+                same = (summ["kept"], summ["dropped"]) == (report[name]["new"]["kept"], report[name]["new"]["dropped"])
+                report[name][label]["same_counts_as_new"] = same
+                report[name][f"speedup_cpu_vs_{label}"] = round(cpu / report[name]["new"]["cpu_s_median"], 2)
     print(json.dumps(report, indent=1))
     return 0
 

@@ -32,7 +32,7 @@ from ..shards import N_BUCKETS, check_count, shard_names, shard_of_bucket
 from . import filters as F
 from .classes import CharacterNamer, ClassesConfig, top_classes, write_classes
 from .folder import FolderItem, FolderProblem, image_size, iter_folder
-from .mirror import MirrorIndex, image_path
+from .mirror import MirrorIndex, image_path, image_paths
 from .readers import (
     READ_ERRORS,
     DamagedMetadata,
@@ -406,18 +406,16 @@ class Ingestor:
             parent = pc.binary_join_element_wise(source, pc.cast(pa.array(n, pa.int64()), pa.string()), ":")
         item = pc.if_else(pa.array(dup), parent, pc.cast(cols["post_id"], pa.string()))
         # kept-only values: path and character
-        paths: list[str | None] = [None] * rows
+        kept_arr = pa.array(kept)
+        if folder is not None:
+            all_paths = pa.array(folder.paths, pa.string())
+        else:
+            all_paths = image_paths(self.root, ids, cols["file_ext"], self.layout)
+        paths = pc.if_else(kept_arr, all_paths, pa.scalar(None, pa.string()))
         characters: list[str | None] = [None] * rows
         if len(kept_idx):
-            take = pa.array(kept_idx)
-            if folder is not None:
-                for i in kept_idx:
-                    paths[i] = folder.paths[i]
-            else:
-                exts = cols["file_ext"].take(take).to_pylist()
-                for i, pid, ext in zip(kept_idx.tolist(), ids[kept_idx].tolist(), exts, strict=True):
-                    paths[i] = image_path(self.root, pid, ext, self.layout)
             namer = self.namer
+            take = pa.array(kept_idx)
             for i, tags in zip(kept_idx.tolist(), cols["character"].take(take).to_pylist(), strict=True):
                 characters[i] = namer(tags)
         char_arr = pa.array(characters, pa.string())
@@ -430,14 +428,13 @@ class Ingestor:
             eligible[with_char] = True
             self.char_counts.update(characters[i] for i in with_char.tolist())
         details = self._details(source, n, ids, code, cols, checks, folder)
-        kept_arr = pa.array(kept)
         out = {
             "post_id": cols["post_id"],
             "item_id": item,
             "parent_id": parent,
             "code": pa.array(code, pa.int8()),
             "details": pa.array(details, pa.string()),
-            "path": pa.array(paths, pa.string()),
+            "path": paths,
             "character": char_arr,
             "eligible": pa.array(eligible, pa.bool_()),
             "tags": pc.if_else(kept_arr, cols["general"], pa.scalar(None, pa.string())),

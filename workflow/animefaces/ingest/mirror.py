@@ -4,12 +4,13 @@ Path: ``<root>/original/{id % 1000:04d}/{id}.{file_ext}`` (the Danbooru20xx layo
 512px`` ``<root>/512px/{id % 1000:04d}/{id}.jpg`` (the Danbooru2021 512px subset re-encodes every image as JPEG and
 names it ``.jpg`` whatever the original format, so the post's ``file_ext`` is not used for the path).
 
-The first ``LIST_AFTER`` posts of a bucket are checked with one ``lstat`` each; once a bucket has needed that many
-checks it is listed once (``os.scandir``: no inode reads, one pass over the directory) and remembered as a sorted
-array of integer keys ``id * 1024 + extension code`` (8 bytes per file), looked up vectorised (``np.searchsorted``)
-per batch. So a few thousand posts against a full mirror cost a few thousand ``lstat``s, and millions of posts cost
-one listing of each directory instead of millions of ``stat`` calls (which on a cold disk or a network file system
-each read an inode or make a round trip).
+A bucket with fewer than ``LIST_AFTER`` posts to check so far (the batch at hand included) gets one ``lstat`` per
+post; from that many on it is listed once (``os.scandir``: no inode reads, one pass over the directory; a batch of
+16k posts lists every bucket it touches more than 8 times, so a big ingest never stats post by post) and remembered
+as a sorted array of integer keys ``id * 1024 + extension code`` (8 bytes per file), looked up vectorised
+(``np.searchsorted``) per batch. So a few thousand posts against a full mirror cost a few thousand ``lstat``s, and
+millions of posts cost one listing of each directory instead of millions of ``stat`` calls (which on a cold disk or
+a network file system each read an inode or make a round trip).
 
 Safety: the path is built only from an integer id and an extension matching ``^[a-z0-9]{1,5}$``, so metadata
 cannot point outside the mirror; a bucket directory or image that is a symlink resolving outside
@@ -26,11 +27,13 @@ from collections.abc import Iterable
 from itertools import repeat
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 N_BUCKETS = 1000
 EXT_BITS = 10
 MAX_KEYED_ID = (1 << (63 - EXT_BITS)) - 1
-LIST_AFTER = 32  # checks of one bucket after which the whole bucket directory is listed
+LIST_AFTER = 8  # checks of one bucket (this batch's included) from which the whole bucket directory is listed
 # "\0<id>.<ext>" followed by NUL: a canonical post id (no leading zero, < 2**53) and a valid extension
 _NAME = re.compile(r"\0([1-9][0-9]{0,15})\.([a-z0-9]{1,5})(?=\0|$)")
 
@@ -55,6 +58,17 @@ def image_path(root: str, post_id: int, file_ext: str, layout: str = "original")
     ``<root>/512px/.../<id>.jpg`` with the 512px layout)."""
     folder, forced_ext = check_layout(layout)
     return f"{root}/{folder}/{post_id % N_BUCKETS:04d}/{post_id}.{forced_ext or file_ext}"
+
+
+def image_paths(root: str, post_ids: np.ndarray, file_exts: pa.Array, layout: str = "original") -> pa.Array:
+    """:func:`image_path` of many posts at once (Arrow string kernels, no per-post Python)."""
+    folder, forced_ext = check_layout(layout)
+    ids = np.asarray(post_ids, dtype=np.int64)
+    bucket = pc.utf8_lpad(pc.cast(pa.array(ids % N_BUCKETS), pa.string()), 4, "0")
+    ext = pa.scalar(forced_ext, pa.string()) if forced_ext else file_exts
+    return pc.binary_join_element_wise(
+        f"{root}/{folder}/", bucket, "/", pc.cast(pa.array(ids), pa.string()), ".", ext, ""
+    )
 
 
 def _inside(path: str, base: str) -> bool:

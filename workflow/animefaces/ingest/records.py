@@ -97,26 +97,39 @@ def clean_tag(name: str) -> str:
     return "_".join(part for part in _BAD_TAG_CHARS.split(name) if part)
 
 
+_CATEGORY_OF = {**CATEGORY_FIELDS, **{str(code): name for code, name in CATEGORY_FIELDS.items()}}
+_GROUPS = ("general", "artist", "copyright", "character", "meta")
+
+
 def nested_tags(tags: list) -> dict[str, list[str]]:
     """Group a nested ``tags`` list by category; entries that are not ``{"name": str, ...}`` are skipped.
-    An unknown category code counts as general."""
-    out: dict[str, list[str]] = {"general": [], "artist": [], "copyright": [], "character": [], "meta": []}
+    An unknown category code counts as general.
+
+    (The hot loop of the Danbooru2017-2020 shape, ~30 entries per post: the usual category codes -- ints or
+    the dumps' digit strings -- are one dict lookup, anything else goes through ``to_int``; names are checked
+    for spaces and control characters once per post, joined, and cleaned one by one only when there are some.)"""
+    out: dict[str, list[str]] = {group: [] for group in _GROUPS}
+    category_of = _CATEGORY_OF.get
+    names: list[str] = []
     for entry in tags:
         if type(entry) is not dict:
             if type(entry) is str and entry:  # a bare tag name
-                name = clean_tag(entry)
-                if name:
-                    out["general"].append(name)
+                out["general"].append(entry)
+                names.append(entry)
             continue
         name = entry.get("name")
         if type(name) is not str or not name:
             continue
         cat = entry.get("category")
-        if type(cat) is not int:
-            cat = to_int(cat)
-        name = clean_tag(name)
-        if name:
-            out[CATEGORY_FIELDS.get(cat, "general")].append(name)  # type: ignore[arg-type]
+        t = type(cat)
+        group = category_of(cat) if t is str or t is int else None
+        if group is None:
+            group = CATEGORY_FIELDS.get(cat if t is int else to_int(cat), "general")  # type: ignore[arg-type]
+        out[group].append(name)
+        names.append(name)
+    if _BAD_TAG_CHARS.search("".join(names)) is not None:  # rare: clean each name, drop those left empty
+        for group, found in out.items():
+            out[group] = [c for c in map(clean_tag, found) if c]
     return out
 
 
