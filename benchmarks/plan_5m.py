@@ -7,8 +7,8 @@
    timed) through ``python -m animefaces.ingest`` (what the rule runs), 1000 shards, against an empty mirror (every
    post ends ``missing_file``: the parsing, checks and ledger cost; the file index costs ~1-2 us per file more):
    wall, CPU, peak RSS.
-2. ``snakemake -n`` of the whole workflow with ``shards.count: 1000`` (demo config otherwise): wall, 3 runs,
-   median.
+2. ``snakemake -n`` of the whole workflow with ``shards.count: 1000`` and with the demo's 4 (demo config
+   otherwise, written to --work/dag): wall and CPU, interleaved, ``--dag-reps`` runs each, medians.
 3. ``animefaces.dedup.index.near_pairs`` over N random 64-bit hashes (plus 1,000 planted pairs within distance
    8): wall, recall on the planted pairs, and index bytes per image (``index_bytes``) + 8 B of hash.
 """
@@ -79,32 +79,35 @@ def dag_config(work: Path, shards: int) -> Path:
     return path
 
 
-def bench_dag(work: Path, shards: int = 1000, reps: int = 3) -> dict:
-    """``snakemake -n`` wall and CPU (children's user + system, from ``os.wait4``), ``reps`` runs, medians."""
-    configfile = dag_config(work, shards)
-    cmd = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "2", "--configfile", str(configfile)]
-    walls, cpus = [], []
+def bench_dag(work: Path, shard_counts: tuple[int, ...] = (4, 1000), reps: int = 3) -> dict:
+    """``snakemake -n`` wall and CPU (the child's user + system), each shard count in turn ``reps`` times
+    (interleaved), medians: the 4-shard demo DAG is the fixed cost (imports, plugins, config check)."""
+    runs: dict[int, list[tuple[float, float]]] = {n: [] for n in shard_counts}
+    jobs: dict[int, dict[str, int]] = {}
     _children_cpu()
     for _ in range(reps):
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        stdout, stderr = proc.communicate()
-        walls.append(time.perf_counter() - t0)
-        if proc.returncode:
-            raise SystemExit(f"snakemake -n failed: {stderr[-2000:]}")
-        cpus.append(_children_cpu())
-    jobs = {}
-    for line in stdout.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            jobs[parts[0]] = int(parts[1])
+        for shards in shard_counts:
+            configfile = dag_config(work, shards)
+            cmd = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "2", "--configfile",
+                   str(configfile)]  # fmt: skip
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+            runs[shards].append((time.perf_counter() - t0, _children_cpu()))
+            if proc.returncode:
+                raise SystemExit(f"snakemake -n failed: {proc.stderr[-2000:]}")
+            jobs[shards] = {
+                parts[0]: int(parts[1])
+                for parts in map(str.split, proc.stdout.splitlines())
+                if len(parts) == 2 and parts[1].isdigit()
+            }
     return {
-        "shards": shards,
-        "wall_s_median": round(statistics.median(walls), 2),
-        "cpu_s_median": round(statistics.median(cpus), 2),
-        "wall_s_all": [round(t, 2) for t in walls],
-        "cpu_s_all": [round(t, 2) for t in cpus],
-        "jobs": jobs,
+        str(shards): {
+            "wall_s_median": round(statistics.median(w for w, _ in rs), 2),
+            "cpu_s_median": round(statistics.median(c for _, c in rs), 2),
+            "cpu_s_all": [round(c, 2) for _, c in rs],
+            "jobs_total": jobs[shards].get("total"),
+        }
+        for shards, rs in runs.items()
     }
 
 
@@ -160,13 +163,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", type=int, default=5_000_000)
     ap.add_argument("--hashes", type=int, default=5_000_000)
     ap.add_argument("--work", type=Path, default=Path("/tmp/plan5m"))
+    ap.add_argument("--dag-reps", type=int, default=3)
     ap.add_argument("--skip-ingest", action="store_true")
     ap.add_argument("--skip-dag", action="store_true")
     ap.add_argument("--skip-index", action="store_true")
     args = ap.parse_args(argv)
     report: dict = {}
     if not args.skip_dag:
-        report["snakemake_n_1000_shards"] = bench_dag(args.work / "dag")
+        report["snakemake_n"] = bench_dag(args.work / "dag", reps=args.dag_reps)
         print(json.dumps(report), flush=True)
     if not args.skip_index:
         report["near_dup_index"] = bench_index(args.hashes)
