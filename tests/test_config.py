@@ -230,6 +230,12 @@ def test_runtime_keys_are_split_off_the_rule_params():
     assert section_json(changed, "normalise") == section_json(cfg, "normalise")
     assert section_json(changed, "train") == section_json(cfg, "train")
     assert section_json(resolve_config(overrides={"crop": {"min_face": 60}}), "crop") != section_json(cfg, "crop")
+    # the sections the pack rules record in their dataset cards (a rule param) leave the runtime keys out too
+    from animefaces.wiring import pack_card_config
+
+    moved = resolve_config(overrides={"normalise": {"upscale": {"device": "cpu"}}, "select": {"exclude_file": "x"}})
+    assert pack_card_config(moved) == pack_card_config(cfg)
+    assert pack_card_config(resolve_config(overrides={"normalise": {"size": 32}})) != pack_card_config(cfg)
 
 
 MINI_SNAKEFILE = """

@@ -124,8 +124,10 @@ def pack_params(config: dict, fmt: str) -> str:
 
 
 def pack_card_config(config: dict) -> str:
-    """The config sections recorded in each dataset card (what produced the pack), next to the format's options."""
-    return _canonical({k: config[k] for k in ("dataset", "normalise", "select")})
+    """The config sections recorded in each dataset card (what produced the pack), next to the format's options.
+    Without their runtime keys (``normalise.upscale.device``, ``select.exclude_file``): this is a rule param, so a
+    device or a path there would rerun every pack, and training after it, on a finished run."""
+    return _canonical({k: json.loads(section_json(config, k)) for k in ("dataset", "normalise", "select")})
 
 
 def pack_targets(config: dict, res: str) -> list[str]:
