@@ -1,8 +1,9 @@
 """Bad configs -> message table (RELIABILITY.md): every config mistake should stop the workflow before any job,
 with a message naming the key.
 
-Each case is the demo config (config/config.yaml) with one mistake, checked with `snakemake -n` (DAG build and
-config validation, no job runs) in one scratch copy of the repository. The table records whether it was caught
+Each case is the demo config (config/demo.yaml, a valid run as shipped: the unchanged config is checked first and
+must pass) with one mistake, checked with `snakemake -n` (DAG build and config validation, no job runs) in one
+scratch copy of the repository. The table records whether it was caught
 before any job ("caught") and the first line of the error, so it can be rerun after config validation changes.
 
     python benchmarks/bad_configs.py [--cases a,b] [--jobs 2] [--markdown]
@@ -93,7 +94,7 @@ def _message(text: str, key: str) -> str:
 
 
 def run_case(name: str, work: Path, base: Config) -> dict:
-    mutate, key = CASES[name]
+    mutate, key = CASES[name] if name != "control" else (lambda cfg: cfg, "")
     cfg_file = work / f"case-{name}.yaml"
     cfg_file.write_text(yaml.safe_dump(mutate(base)))
     venv_bin = Path(sys.executable).parent
@@ -114,12 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args(argv)
-    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    base = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
     names = args.cases.split(",") if args.cases else list(CASES)
     with tempfile.TemporaryDirectory(prefix="bad-configs-") as tmp:
         work = Path(tmp) / "wf"
         skip = {".git", ".snakemake", "results", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache"}
         shutil.copytree(REPO, work, ignore=lambda d, names: {n for n in names if n in skip})
+        control = run_case("control", work, base)
+        if control["caught"]:  # the unchanged demo config must pass, or every case would be "caught" by it
+            print(f"error: the unchanged demo config fails `snakemake -n`: {control['message']}", file=sys.stderr)
+            return 1
         with ThreadPoolExecutor(args.jobs) as pool:
             results = list(pool.map(lambda n: run_case(n, work, base), names))
         funnel = subprocess.run(
