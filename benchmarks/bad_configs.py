@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import re
 import shutil
 import subprocess
@@ -44,6 +45,15 @@ def _set(path: str, value: Any, demo_off: bool = False) -> Callable[[Config], Co
     return apply
 
 
+METADATA = "posts.jsonl"  # a real metadata file (written into the scratch copy), so only dataset.root is wrong
+
+
+def _root_missing(cfg: Config) -> Config:
+    cfg = _set("dataset.root", "/nonexistent/danbooru", demo_off=True)(cfg)
+    cfg["dataset"]["metadata"] = [METADATA]
+    return cfg
+
+
 CASES: dict[str, tuple[Callable[[Config], Config], str]] = {
     # name: (mutation, the key the message should name)
     "unknown_top_level_key": (_set("cropp", {"min_face": 5}), "cropp"),
@@ -53,7 +63,7 @@ CASES: dict[str, tuple[Callable[[Config], Config], str]] = {
     "negative_min_face": (_set("crop.min_face", -1), "crop.min_face"),
     "min_face_5000": (_set("crop.min_face", 5000), "crop.min_face"),
     "min_face_100000": (_set("crop.min_face", 100000), "crop.min_face"),
-    "root_missing": (_set("dataset.root", "/nonexistent/danbooru", demo_off=True), "dataset.root"),
+    "root_missing": (_root_missing, "dataset.root"),
     "metadata_missing": (_set("dataset.metadata", ["/nonexistent/posts.json"], demo_off=True), "dataset.metadata"),
     "size_100_with_tfrecord": (_set("normalise.size", 100), "normalise.size"),
     "train_resolution_48": (_set("train.resolution", 48), "train.resolution"),
@@ -121,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp) / "wf"
         skip = {".git", ".snakemake", "results", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache"}
         shutil.copytree(REPO, work, ignore=lambda d, names: {n for n in names if n in skip})
+        posts = ({"id": i, "file_ext": "jpg", "rating": "s", "tag_string": "1girl"} for i in range(1, 11))
+        (work / METADATA).write_text("".join(json.dumps(p) + "\n" for p in posts))
         control = run_case("control", work, base)
         if control["caught"]:  # the unchanged demo config must pass, or every case would be "caught" by it
             print(f"error: the unchanged demo config fails `snakemake -n`: {control['message']}", file=sys.stderr)
