@@ -38,11 +38,12 @@ REPORT_SECONDS = 2.0  # report rules have no benchmark file: their typical job t
 # `python -m animefaces.<module>` -> the stage it belongs to (runlock: every job's lock check, not a stage)
 MODULE_STAGE = {"sample_classes": "sample", "rank": "rank", "resources": "fetch_cascade", "runlock": None}
 BUDGET_S = 3600  # the whole harness; it fails rather than hang
-# Fields that hold wall-clock time or speed, excluded from comparisons by name (JSON keys and table columns):
-# durations and rates, clock times (`created` of a run card), file mtimes (`stamp` of the pack-identity cache).
+# Fields that measure the machine, not the data, excluded from comparisons by name (JSON keys and table columns):
+# durations and rates, clock times (`created` of a run card), file mtimes (`stamp` of the pack-identity cache),
+# the memory a process happened to use (`cpu_mem_gb`, `gpu_mem_gb` of the training metrics).
 TIMING = re.compile(
     r"(^|_)(sec|secs|seconds|time|timings|elapsed|duration|timestamp|started|finished|created|stamp|wall)($|_)|"
-    r"per_s$|^img_per_s$|gpu_mem"
+    r"per_s$|^img_per_s$|(^|_)(cpu|gpu)_mem"
 )
 # The atomic writer's temporaries (animefaces.atomic): `.<target name>.<8 random chars><suffix>`, files or folders
 TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}(\.[^.]+)*$")
@@ -379,11 +380,18 @@ def test_timing_fields_are_excluded_by_name():
         "kimg": 4,
         "tick": {},
     }
-    assert [c for c in ("seconds", "elapsed", "sec_per_tick", "width", "sha256", "timestamp") if TIMING.search(c)] == [
+    names = ("seconds", "elapsed", "sec_per_tick", "width", "sha256", "timestamp", "time_s", "cpu_mem_gb", "kimg")
+    assert [c for c in names if TIMING.search(c)] == [
         "seconds",
         "elapsed",
         "sec_per_tick",
         "timestamp",
+        "time_s",
+        "cpu_mem_gb",
+    ]
+    assert [c for c in ("created", "stamp", "identity", "loss_G", "tick", "step") if TIMING.search(c)] == [
+        "created",
+        "stamp",
     ]
 
 
