@@ -27,4 +27,8 @@ rule normalise:
         " --threads {threads} > {log:q} 2>&1"
 
 
+# The image folders are targets too: Snakemake does not remake a missing input of a job whose outputs are present
+# (that is how temp() files work), so only a target makes `snakemake -n` notice deleted normalised images (and
+# rerun normalise, then the packs, which declare them as input) instead of a pack job failing on them later.
 TARGETS += expand(f"{RES}/normalise/manifests/{{shard}}.parquet", shard=SHARDS)
+TARGETS += expand(f"{RES}/normalise/images/{{shard}}", shard=SHARDS)

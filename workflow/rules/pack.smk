@@ -2,8 +2,8 @@
 # Each rule gets only its own format's options, so changing one format's settings reruns only that pack.
 
 PACK_NAME = config["dataset"]["name"]
-# The normalised images the dataset table points at: declared so that deleting them reruns normalise and the
-# packs (`snakemake -n` shows it) instead of going unnoticed until a pack job fails.
+# The normalised images the dataset table points at: declared so that a rerun of normalise (deleted images: they
+# are targets of `rule all`, see normalise.smk) reruns the packs too.
 PACK_IMAGES = expand(f"{RES}/normalise/images/{{shard}}", shard=SHARDS)
 
 for _fmt in pack_formats():
