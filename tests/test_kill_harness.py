@@ -143,6 +143,8 @@ def _same(a, b) -> bool:
 
 def _compare_file(a: Path, b: Path) -> str | None:
     """None when equal (timing fields excluded by name), else a short description."""
+    if a.read_bytes() == b.read_bytes():  # also the demo mirror's planted corrupt images, which cannot be decoded
+        return None
     suffix = a.suffix
     if suffix == ".parquet":
         fa, fb = pd.read_parquet(a), pd.read_parquet(b)
@@ -199,15 +201,18 @@ def _compare_file(a: Path, b: Path) -> str | None:
     if suffix in (".png", ".jpg", ".webp"):
         from PIL import Image
 
-        with Image.open(a) as ia, Image.open(b) as ib:
-            return None if np.array_equal(np.asarray(ia), np.asarray(ib)) else "pixels differ"
+        try:
+            with Image.open(a) as ia, Image.open(b) as ib:
+                return None if np.array_equal(np.asarray(ia), np.asarray(ib)) else "pixels differ"
+        except OSError as exc:  # bytes differ and one cannot be decoded
+            return f"bytes differ ({exc})"
     if suffix == ".mp4":
         import imageio_ffmpeg
 
         fa, fb = imageio_ffmpeg.read_frames(str(a)), imageio_ffmpeg.read_frames(str(b))
         next(fa), next(fb)  # metadata
         return None if list(fa) == list(fb) else "video frames differ"
-    return None if a.read_bytes() == b.read_bytes() else "bytes differ"
+    return "bytes differ"
 
 
 # not outputs: Snakemake's job logs and benchmark timings, its per-directory marker
