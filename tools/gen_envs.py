@@ -32,8 +32,12 @@ PIP_ONLY = {
     ),
 }
 FAMILIES: dict[str, tuple[str, list[str]]] = {
-    # imagehash: the demo draws faces that dedup's perceptual hash tells apart (animefaces.dedup.hashing)
-    "ingest": ("rules demo_*, ingest, select: metadata streaming, demo drawing, selection", ["msgspec", "imagehash"]),
+    # imagehash, opencv, animeface: the demo signs its faces with the crop stage's crop and dedup's hash
+    # (animefaces.crop imports the detectors' modules; their libraries load only when a detector is built)
+    "ingest": (
+        "rules demo_*, ingest, select: metadata streaming, demo drawing, selection",
+        ["msgspec", "imagehash", "opencv-python-headless", "animeface"],
+    ),
     "vision": (
         "rules fetch_cascade, crop, clean, dedup, normalise: detection, decoding, hashing, resizing",
         ["imagehash", "animeface", "opencv-python-headless"],
