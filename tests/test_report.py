@@ -435,6 +435,7 @@ config = {{"dataset": {{"name": "synth", "root": "mirror"}}, "shards": {{"count"
 RES = "results/synth"
 SHARDS = ["000"]
 TARGETS = []
+TRAIN_MODEL = "stylegan2"  # train.smk's; the samples page shows StyleGAN2's products
 # Stand-ins for the train and sample rules (their outputs exist already; report.smk refers to them by name).
 rule train:
     output: network=f"{{RES}}/train/network-final.pt", metrics=f"{{RES}}/train/metrics.jsonl",

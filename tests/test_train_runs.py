@@ -100,3 +100,23 @@ def test_resume_false_always_starts_a_new_run(tmp_path):
     other = {**ds, "sha256": "cd" * 32}
     dry = choose_run(out, other, resume=True, create=False)
     assert dry.run.name == "003-cdcdcdcd" and not dry.run.exists()
+
+
+def test_switching_the_model_on_the_same_pack_starts_a_new_run_and_switching_back_resumes(tmp_path):
+    """The demo trains StyleGAN2; the same demo with train.model: biggan must not try to resume StyleGAN2's
+    snapshots (which fails: the model changed) but start its own run beside it, and going back resumes the first."""
+    out = tmp_path / "train"
+    ds = {"sha256": "ef" * 32, "count": 3, "resolution": 8, "classes": 2, "bytes": 1, "path": "p"}
+    sg = choose_run(out, ds, resume=True)  # model None = the default, stylegan2
+    assert json.loads((sg.run / "run.json").read_text())["model"] == "stylegan2"
+    bg = choose_run(out, ds, resume=True, model="biggan")
+    assert not bg.resumed and bg.run.name.startswith("002-") and bg.run != sg.run
+    assert f"train.model is 'biggan', run {sg.run.name} trained 'stylegan2' on the same pack" in bg.message
+    assert json.loads((bg.run / "run.json").read_text())["model"] == "biggan"
+    assert choose_run(out, ds, resume=True, model="biggan").run == bg.run
+    back = choose_run(out, ds, resume=True, model="stylegan2")
+    assert back.resumed and back.run == sg.run and latest_run(out) == sg.run.resolve()
+    # a card written before run.json recorded the model counts as StyleGAN2
+    card = sg.run / "run.json"
+    card.write_text(json.dumps({k: v for k, v in json.loads(card.read_text()).items() if k != "model"}))
+    assert choose_run(out, ds, resume=True).run == sg.run

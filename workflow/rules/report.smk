@@ -142,11 +142,26 @@ rule report_training:
         " --curves {output.curves:q} --montage {output.grids:q} > {log:q} 2>&1"
 
 
+# What the samples page shows: StyleGAN2's psi image sets, figures and videos; for BigGAN (no mapping network, so
+# none of those are built) the class truncation figure, the class-interpolation video and the training montage.
+if TRAIN_MODEL == "stylegan2":
+    REPORT_SAMPLE_PRODUCTS = [
+        *rules.sample_images.output.dirs,
+        *rules.sample_figures.output,
+        rules.sample_video.output.video,
+        rules.sample_montage.output.video,
+    ]
+else:
+    REPORT_SAMPLE_PRODUCTS = [
+        rules.sample_class_sheets.output.truncation,
+        rules.sample_class_video.output.video,
+        rules.sample_montage.output.video,
+    ]
+
+
 rule report_samples:
     input:
-        images=rules.sample_images.output.dirs,
-        figures=rules.sample_figures.output,
-        videos=[rules.sample_video.output.video, rules.sample_montage.output.video],
+        products=REPORT_SAMPLE_PRODUCTS,
     output:
         report(
             directory(f"{REPORT_DIR}/samples"),
@@ -161,7 +176,7 @@ rule report_samples:
     conda:
         "../../envs/report.yaml"
     shell:
-        "python -m animefaces.report samples {input.images:q} {input.figures:q} {input.videos:q}"
+        "python -m animefaces.report samples {input.products:q}"
         " --out {output:q} > {log:q} 2>&1"
 
 

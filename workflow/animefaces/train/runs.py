@@ -3,7 +3,9 @@
 A run is bound to the exact pack it trains on (sha256 of the pack file, image count, resolution, classes). When
 ``train`` starts, it resumes the newest run whose pack is byte-identical to the one it is given (exact resume, as
 before); any other pack -- the user cleaned the data, excluded ids, changed the size -- starts a new run beside
-the old ones, which are kept. Weights carry over between runs only when asked (``train.init_from: previous``
+the old ones, which are kept. A run also belongs to one ``train.model``: switching the model (e.g. the demo's
+StyleGAN2 to BigGAN on the same pack) starts a new run instead of failing to resume the other model's snapshots,
+and switching back resumes the old one. Weights carry over between runs only when asked (``train.init_from: previous``
 transfers from the run that ``latest`` pointed at). The log says which happened and why.
 
 The rule's declared outputs (``RES/train/network-final.pt``, ``metrics.jsonl``, ``losses.png``, ``grids/``) are
@@ -77,6 +79,13 @@ class Run:
     def sha256(self) -> str | None:
         return self.card.get("dataset", {}).get("sha256")
 
+    @property
+    def model(self) -> str:
+        """The run's ``train.model`` (cards written before the key existed: StyleGAN2)."""
+        from .models import model_of
+
+        return model_of(self.card)
+
 
 def list_runs(train_dir: str | os.PathLike[str]) -> list[Run]:
     """Every run folder with a readable ``run.json``, oldest first."""
@@ -130,20 +139,26 @@ def choose_run(
     dataset: dict[str, Any],
     resume: bool,
     create: bool = True,
+    model: str | None = None,
 ) -> Choice:
-    """The run folder for this pack: the newest run on a byte-identical pack, else a new one (never a mix).
+    """The run folder for this pack and model: the newest run of ``model`` on a byte-identical pack, else a new
+    one (never a mix).
 
-    ``dataset`` = pack identity plus ``count``/``resolution``/``classes``. ``create`` False (non-zero DDP ranks):
+    ``dataset`` = pack identity plus ``count``/``resolution``/``classes``; ``model`` = ``train.model`` (None:
+    the default, StyleGAN2). ``create`` False (non-zero DDP ranks):
     compute the same answer without writing; the folder name is derived from the runs present and the pack hash,
     so every rank arrives at the same one.
     """
+    from .models import model_of
+
+    model = model_of({"model": model})
     train = Path(train_dir)
     runs = list_runs(train)
     prev = latest_run(train)
     short = dataset["sha256"][:8]
     if resume:
         for run in reversed(runs):
-            if run.sha256 == dataset["sha256"]:
+            if run.sha256 == dataset["sha256"] and run.model == model:
                 why = (
                     f"run {run.name}: resuming (same pack: sha256 {short}, {dataset['count']} images)"
                     if not (prev and prev == run.path.resolve())
@@ -160,7 +175,9 @@ def choose_run(
         old = next((r for r in runs if r.path.resolve() == prev), None)
         old_ds = old.card.get("dataset", {}) if old else {}
         why = (
-            f"the pack changed since run {prev.name} (sha256 {str(old_ds.get('sha256'))[:8]}, "
+            f"train.model is {model!r}, run {prev.name} trained {old.model!r} on the same pack; the old run is kept"
+            if old is not None and old.model != model and old_ds.get("sha256") == dataset["sha256"]
+            else f"the pack changed since run {prev.name} (sha256 {str(old_ds.get('sha256'))[:8]}, "
             f"{old_ds.get('count')} images -> sha256 {short}, {dataset['count']} images); the old run is kept"
         )
     else:
@@ -172,6 +189,7 @@ def choose_run(
             "run": path.name,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "dataset": dataset,
+            "model": model,
             "previous": prev.name if prev else None,
             "reason": why,
         }
@@ -239,7 +257,7 @@ def train_in_runs(
     }
     if params["init_from"] == "previous" and latest_run(train_dir) is None:
         raise ValueError(f"train.init_from is 'previous' but {train_dir} has no previous run to start from")
-    choice = choose_run(train_dir, dataset, bool(params["resume"]), create=rank == 0)
+    choice = choose_run(train_dir, dataset, bool(params["resume"]), create=rank == 0, model=params["model"])
     if rank != 0:
         _wait_for(choice.run / RUN_CARD)
     say(choice.message)
