@@ -22,10 +22,20 @@ PYTHON, PIP = "3.11", "24.2"  # every env pins the interpreter series (requires-
 BASE = ["numpy", "pandas", "pyarrow", "pyyaml", "jsonschema", "tqdm", "psutil", "pillow"]
 # conda-forge name (and build) where it differs from the PyPI name; everything else is on conda-forge as on PyPI.
 CONDA_NAME = {"torch": "pytorch"}
-CONDA_BUILD = {"torch": "cuda*"}
+CONDA_BUILD = {"torch": "cuda*", "torchvision": "cuda*"}
+# Optional extras whose pins also feed the envs (pyproject [project.optional-dependencies]).
+EXTRAS = ("upscale",)
+# Pinned packages that the dev venv (requirements.lock) does not hold, with why.
+NOT_IN_DEV_VENV = {
+    "torchvision": (
+        "PyPI's torchvision 0.28.0 wheel (the pair of torch 2.13.0) is CUDA-built and fails to import on the dev "
+        "venv's CPU torch ('operator torchvision::nms does not exist'); the conda env resolves the matching build"
+    ),
+}
 # PyPI-only packages, installed from the env's pip: section, with why.
 PIP_ONLY = {
     "animeface": "PyPI-only: libnvxs face detector (needs pillow<12, pinned above)",
+    "spandrel": "installed from PyPI (its dependencies torch, torchvision, einops, safetensors come from conda above)",
     "opencv-python-headless": (
         "conda-forge ships OpenCV as opencv/py-opencv with other version numbers; the PyPI wheel's version\n"
         "equals the pin (and the behaviour the tests measured)"
@@ -42,6 +52,13 @@ FAMILIES: dict[str, tuple[str, list[str]]] = {
         "rules fetch_cascade, crop, clean, dedup, normalise: detection, decoding, hashing, resizing",
         ["imagehash", "animeface", "opencv-python-headless"],
     ),
+    "upscale": (
+        "rules upscale_train, and normalise when normalise.upscale.backend is a torch one (learned, weights, "
+        "torch_bicubic): the vision family plus torch, and spandrel (+ torchvision) for user weights; resolve it "
+        "ON A GPU NODE",
+        ["imagehash", "animeface", "opencv-python-headless", "torch", "torchvision", "einops", "safetensors"]
+        + ["spandrel"],
+    ),
     "pack": ("rules pack_*: HDF5, TFRecord (CRC32C framing), zip packs and dataset cards", ["h5py", "google-crc32c"]),
     "train": (
         "rules train, sample_*, rank: GAN training, sampling, D ranking; resolve it ON A GPU NODE",
@@ -56,9 +73,14 @@ FAMILIES: dict[str, tuple[str, list[str]]] = {
 
 
 def pins(root: Path = REPO) -> dict[str, str]:
-    """pyproject.toml [project].dependencies as {canonical name: version}; each must be an exact ``==`` pin."""
+    """pyproject.toml [project].dependencies and the :data:`EXTRAS` as {canonical name: version}; each must be an
+    exact ``==`` pin."""
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    deps = list(project["dependencies"])
+    for extra in EXTRAS:
+        deps += project.get("optional-dependencies", {}).get(extra, [])
     out = {}
-    for dep in tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]:
+    for dep in deps:
         req = Requirement(dep)
         specs = list(req.specifier)
         if len(specs) != 1 or specs[0].operator != "==":

@@ -38,7 +38,7 @@ TEMPLATE_CONFIG = REPO_DIR / "config" / "config.yaml"
 RUNTIME_KEYS: dict[str, tuple[str, ...]] = {
     "crop": ("cascade_path",),
     "clean": ("blocklist",),
-    "normalise": ("upscale.device",),
+    "normalise": ("upscale.device", "upscale.weights"),
     "select": ("exclude_file",),
     "train": ("device", "gpus", "threads", "mem_mb", "runtime", "data_memory_gb", "tensorboard"),
     "sample": ("device",),

@@ -167,7 +167,7 @@ def normalise_one(src: str | os.PathLike[str], dest: Path, params: dict, upscale
         factor = upscale_factor(w, h, size, int(up["max_factor"]))
         rgb = img.rgb
         if factor > 1:
-            upscaler = upscaler or make_upscaler(up["backend"], device=up["device"])
+            upscaler = upscaler or build_upscaler(params)
             rgb = upscaler.upscale(rgb, factor)
         out = fit_image(rgb, size, params["fit"], params["pad_colour"])
         data = encode(out, fmt, int(params["quality"]))
@@ -207,8 +207,20 @@ def output_name(item_id: str, fmt: str) -> str:
     return item_id + FORMATS[fmt][1]
 
 
+def build_upscaler(params: dict, model: str | os.PathLike[str] | None = None) -> Upscaler:
+    """The configured backend; ``model`` (the learned upscaler's file, --upscale-model) overrides
+    ``upscale.weights``."""
+    up = params["upscale"]
+    return make_upscaler(up["backend"], device=up["device"], weights=str(model or up["weights"]))
+
+
 def normalise_frame(
-    items: pd.DataFrame, shard: str, params: dict, images_dir: str | os.PathLike[str], threads: int = 1
+    items: pd.DataFrame,
+    shard: str,
+    params: dict,
+    images_dir: str | os.PathLike[str],
+    threads: int = 1,
+    upscale_model: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
     """The normalise manifest for the kept rows of a dedup manifest (one output row per input row)."""
     images_dir = Path(images_dir)
@@ -222,7 +234,7 @@ def normalise_frame(
         for r in records
         if r.get("width") and r.get("height")
     )
-    upscaler = make_upscaler(up["backend"], device=up["device"]) if needs else None
+    upscaler = build_upscaler(params, upscale_model) if needs else None
 
     def run(rec: dict) -> Outcome:
         try:
@@ -257,13 +269,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", required=True, help="directory for the normalised images of this shard")
     ap.add_argument("--shard", help="shard name (default: the input file's stem)")
     ap.add_argument("--threads", type=int, default=1, help="worker threads (default: %(default)s)")
+    ap.add_argument(
+        "--upscale-model",
+        default="",
+        help="model file of normalise.upscale.backend learned (RES/upscale/model.pt, from animefaces upscale_train)",
+    )
     add_section_flags(ap, STAGE)
     args = ap.parse_args(argv)
     params = section_or_exit(ap, args, STAGE)
     shard = args.shard or Path(args.input).stem
     t0 = time.perf_counter()
     items = read_kept(args.input)
-    frame = normalise_frame(items, shard, params, args.images, args.threads)
+    frame = normalise_frame(items, shard, params, args.images, args.threads, args.upscale_model or None)
     write_manifest(frame, args.output)
     print_summary(frame, items, shard, t0)
     return 0

@@ -4,10 +4,18 @@
 doubled again while both sides stay below, up to ``max_factor`` (a power of two; 1 disables upscaling).
 
 Backends share one interface, :class:`Upscaler` (``upscale(rgb, factor) -> rgb``), and a registry by name
-(:data:`UPSCALERS`, :func:`register`, :func:`make_upscaler`). ``lanczos`` (Pillow) is the default. ``torch_bicubic``
-shows the GPU path: :class:`TorchUpscaler` is the base for torch backends (picks CUDA when available, moves
-tensors, runs under ``inference_mode``); a learned anime super-resolution model (waifu2x/Real-ESRGAN-style) is
-added by subclassing it, loading its checksummed weights in :meth:`TorchUpscaler.build`, and registering it.
+(:data:`UPSCALERS`, :func:`register`, :func:`make_upscaler`). ``lanczos`` (Pillow) is the default.
+:class:`TorchUpscaler` is the base for torch backends (picks CUDA when available, moves tensors, runs under
+``inference_mode``, repeats the model's scale and resamples down to the exact factor when it overshoots):
+
+- ``torch_bicubic``: bicubic 2x steps (the GPU path without a model);
+- ``learned``: the compact 2x net trained on this dataset's own large crops (:mod:`animefaces.upscale_net`,
+  trained by :mod:`animefaces.upscale_train`; ``weights`` = its model file, RES/upscale/model.pt in the workflow);
+- ``weights``: a user's ESRGAN / Real-ESRGAN / waifu2x-class ``.pth`` / ``.safetensors`` file, loaded through
+  `spandrel <https://github.com/chaiNNer-org/spandrel>`_ (which detects the architecture from the state dict; no
+  network definitions are written here). spandrel imports torchvision, so this backend needs torch + torchvision +
+  spandrel (the ``upscale`` extra / ``envs/upscale.yaml``); a missing one is named in the error.
+
 torch is optional for the vision env: it is imported only when a torch backend is built.
 """
 
@@ -95,8 +103,11 @@ class TorchUpscaler(Upscaler):
     """Base for torch backends: ``device`` "auto" (CUDA if available, else CPU), "cpu" or "cuda[:n]".
 
     Subclasses implement :meth:`build` (return an ``nn.Module`` or callable mapping N x 3 x H x W float tensors in
-    [0, 1] to N x 3 x 2H x 2W) and may override :meth:`forward`; the base handles conversion and repeats 2x steps
-    (learned SR models are trained for a fixed scale, as waifu2x was)."""
+    [0, 1] to N x 3 x sH x sW, s = :attr:`scale`) and may override :meth:`forward`; the base handles conversion,
+    repeats the model (learned SR models are trained for a fixed scale, as waifu2x was) and, when the model's scale
+    overshoots the factor (a 4x model asked for 2x), resamples down with an antialiased area filter."""
+
+    scale = 2
 
     def __init__(self, device: str = "auto", **_: Any) -> None:
         try:
@@ -118,11 +129,17 @@ class TorchUpscaler(Upscaler):
     def _upscale(self, rgb: np.ndarray, factor: int) -> np.ndarray:
         torch = self.torch
         with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
+            rgb = np.ascontiguousarray(rgb)
+            x = torch.from_numpy(rgb if rgb.flags.writeable else rgb.copy()).to(self.device)
             x = x.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-            while factor > 1:
+            h, w = x.shape[-2:]
+            done = 1
+            while done < factor:
                 x = self.forward(x)
-                factor //= 2
+                done *= self.scale
+            if done != factor:
+                size = (h * factor, w * factor)
+                x = torch.nn.functional.interpolate(x.clamp(0.0, 1.0), size=size, mode="area")
             x = x.clamp_(0.0, 1.0).mul_(255.0).round_().to(torch.uint8)
             return x.squeeze(0).permute(1, 2, 0).cpu().numpy()
 
@@ -134,3 +151,87 @@ class TorchBicubicUpscaler(TorchUpscaler):
     def build(self) -> Callable:
         F = self.torch.nn.functional
         return lambda x: F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False)
+
+
+@register("learned")
+class LearnedUpscaler(TorchUpscaler):
+    """The compact 2x net trained on this dataset's own large crops (``weights``: its model file)."""
+
+    def __init__(self, device: str = "auto", weights: str = "", **kw: Any) -> None:
+        if not weights:
+            raise ValueError(
+                "normalise.upscale.backend: learned needs the trained model file (RES/upscale/model.pt, written by "
+                "`python -m animefaces.upscale_train`; normalise's --upscale-model)"
+            )
+        self.weights = str(weights)
+        super().__init__(device, **kw)
+
+    def build(self) -> Callable:
+        try:
+            from .upscale_net import load_model
+        except ImportError as exc:  # torch: the vision env has none; the upscale env does
+            raise RuntimeError(f"normalise.upscale.backend: learned needs PyTorch ({exc})") from exc
+        net, self.meta = load_model(self.weights, self.device)
+        return net
+
+
+def import_spandrel() -> Any:
+    """``spandrel``, or a RuntimeError saying which package is missing and how to get it."""
+    try:
+        import spandrel
+    except ImportError as exc:  # spandrel itself, or torchvision (imported by two of its architectures)
+        missing = getattr(exc, "name", None) or str(exc)
+        raise RuntimeError(
+            f"normalise.upscale.backend: weights loads user models through spandrel, which could not be imported "
+            f"({missing!r} missing: {exc}). Install the upscale extra (pip install 'animefaces[upscale]': spandrel, "
+            "einops, safetensors, and a torchvision matching your torch) or use envs/upscale.yaml"
+        ) from exc
+    except RuntimeError as exc:  # a torchvision built for another torch ('operator torchvision::nms does not exist')
+        raise RuntimeError(
+            f"normalise.upscale.backend: weights loads user models through spandrel, whose import failed: {exc}. "
+            "torchvision must be the build matching your torch (same version pair, same CPU/CUDA variant)"
+        ) from exc
+    return spandrel
+
+
+def load_user_weights(path: str, device: Any = "cpu") -> Any:
+    """A spandrel image-model descriptor (3 -> 3 channels, super-resolution) from a user's weights file."""
+    from pathlib import Path
+
+    if not path:
+        raise ValueError(
+            "normalise.upscale.backend: weights needs normalise.upscale.weights (a .pth/.safetensors file)"
+        )
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"normalise.upscale.weights: {path} does not exist")
+    spandrel = import_spandrel()
+    try:
+        model = spandrel.ModelLoader(device=device).load_from_file(path)
+    except Exception as exc:
+        raise ValueError(
+            f"normalise.upscale.weights: {path}: spandrel cannot load it ({type(exc).__name__}: {exc}); supported "
+            "architectures: https://github.com/chaiNNer-org/spandrel#model-architecture-support"
+        ) from exc
+    if not isinstance(model, spandrel.ImageModelDescriptor):
+        raise ValueError(f"normalise.upscale.weights: {path} is a {type(model).__name__}, not an image upscaler")
+    if model.input_channels != 3 or model.output_channels != 3 or model.scale < 2:
+        raise ValueError(
+            f"normalise.upscale.weights: {path} is a {model.architecture.name} model with {model.input_channels} -> "
+            f"{model.output_channels} channels at scale {model.scale}; an RGB upscaler (scale >= 2) is needed"
+        )
+    return model.eval()
+
+
+@register("weights")
+class UserWeightsUpscaler(TorchUpscaler):
+    """A user's ESRGAN/Real-ESRGAN/waifu2x-class weights through spandrel (``weights``: the file)."""
+
+    def __init__(self, device: str = "auto", weights: str = "", **kw: Any) -> None:
+        self.weights = str(weights)
+        super().__init__(device, **kw)
+
+    def build(self) -> Callable:
+        model = load_user_weights(self.weights, self.device)
+        self.scale = int(model.scale)
+        self.architecture = model.architecture.name
+        return model

@@ -8,6 +8,7 @@ and the manifests the report reads.
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,49 @@ def rank_network(config: dict) -> list[str]:
     """The frozen discriminator the rank rule reads: ``[rank.network]``, or ``[]`` when unset (no ranking)."""
     network = config["rank"]["network"]
     return [network] if network else []
+
+
+# ------------------------------------------------------------------------------------------------- upscale
+TORCH_UPSCALERS = ("torch_bicubic", "learned", "weights")
+
+
+def upscale_model_path(res: str) -> str:
+    """Where the upscale_train rule writes the learned upscaler of a results folder."""
+    return f"{res}/upscale/model.pt"
+
+
+def upscale_inputs(config: dict, res: str) -> list[str]:
+    """The normalise rule's model input: the learned upscaler (so normalise depends on the upscale_train rule only
+    when ``normalise.upscale.backend`` is ``learned``), the user's weights file for ``weights``, else nothing."""
+    up = config["normalise"]["upscale"]
+    if up["backend"] == "learned":
+        return [upscale_model_path(res)]
+    if up["backend"] == "weights":
+        return [up["weights"]] if up["weights"] else []
+    return []
+
+
+def upscale_model_flag(config: dict, res: str) -> str:
+    """normalise's ``--upscale-model`` for backend learned ('' otherwise: weights come from upscale.weights)."""
+    if config["normalise"]["upscale"]["backend"] != "learned":
+        return ""
+    return f"--upscale-model {shlex.quote(upscale_model_path(res))}"
+
+
+def upscale_train_params(config: dict) -> str:
+    """upscale_train's ``--params``: only what changes the trained model (the learned block, the size that
+    min_side 0 stands for, the background transparent pixels are flattened onto), so other normalise keys never
+    retrain it."""
+    norm = config["normalise"]
+    return _canonical(
+        {"size": norm["size"], "background": norm["background"], "upscale": {"learned": norm["upscale"]["learned"]}}
+    )
+
+
+def normalise_env(config: dict) -> str:
+    """The normalise rule's conda env: ``upscale`` (torch, spandrel) for a torch backend, else ``vision``."""
+    torch_backend = config["normalise"]["upscale"]["backend"] in TORCH_UPSCALERS
+    return "../../envs/upscale.yaml" if torch_backend else "../../envs/vision.yaml"
 
 
 # ------------------------------------------------------------------------------------------------- pack

@@ -16,6 +16,7 @@ from animefaces.wiring import (  # noqa: E402
     check_config,
     config_source,
     input_folder,
+    normalise_env,
     output_folder,
     pack_card_config,
     pack_formats,
@@ -32,6 +33,10 @@ from animefaces.wiring import (  # noqa: E402
     train_launch,
     train_params,
     train_resources,
+    upscale_inputs,
+    upscale_model_flag,
+    upscale_model_path,
+    upscale_train_params,
 )
 
 # Validate once, before the DAG: schema (defaults filled), cross-key checks (animefaces.configcheck) and the

@@ -6,6 +6,7 @@ rule normalise:
     input:
         manifest=f"{RES}/dedup/manifests/{{shard}}.parquet",
         crops=f"{RES}/crop/images/{{shard}}",
+        upscale_model=upscale_inputs(config, RES),
     output:
         manifest=f"{RES}/normalise/manifests/{{shard}}.parquet",
         images=directory(f"{RES}/normalise/images/{{shard}}"),
@@ -14,17 +15,18 @@ rule normalise:
     benchmark:
         f"{RES}/benchmarks/normalise/{{shard}}.tsv"
     conda:
-        "../../envs/vision.yaml"
+        normalise_env(config)
     threads: 2
     resources:
         mem_mb=2000,
     params:
         cfg=section_json(config, "normalise"),
         runtime=runtime_params(config, "normalise"),
+        upscale_model=upscale_model_flag(config, RES),
     shell:
         "python -m animefaces.normalise --shard {wildcards.shard} --input {input.manifest:q}"
         " --output {output.manifest:q} --images {output.images:q} --params {params.cfg:q} --runtime {params.runtime:q}"
-        " --threads {threads} > {log:q} 2>&1"
+        " {params.upscale_model} --threads {threads} > {log:q} 2>&1"
 
 
 # The image folders are targets too: Snakemake does not remake a missing input of a job whose outputs are present
