@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--junk", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shuffles", type=int, default=5)
+    ap.add_argument("--shuffle-seed", type=int, help="seed of the ranking's shuffles (default: --seed)")
     ap.add_argument("--rank-only", action="store_true", help="skip training; rank with the newest snapshot so far")
+    ap.add_argument("--figure", default="", help="write a score plot per kind here (PNG)")
     args = ap.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -105,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     from animefaces.pack.source import box_downscale
 
     x = box_downscale(x, size // int(D.resolution))
-    scores = score_images(D, x, None, 4, args.shuffles, args.seed)
+    shuffle_seed = args.seed if args.shuffle_seed is None else args.shuffle_seed
+    scores = score_images(D, x, None, 4, args.shuffles, shuffle_seed)
     items = pd.DataFrame(
         {
             "item_id": [f"{k}:{i}" for i, k in enumerate(kinds)],
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{len(faces)} demo faces + {n_junk} junk ({args.junk:.0%}), trained {args.kimg} kimg (tiny preset, CPU, "
         f"1 thread; {train_s:.0f} s incl. packing), D from {snap.name} ({nimg} images), "
-        f"batch 4, {args.shuffles} shuffles.\n"
+        f"batch 4, {args.shuffles} shuffles (seed {shuffle_seed}).\n"
     )
     print(
         "| kind | count | in bottom decile | share in bottom decile (chance 10%) | mean rank percentile (0 = lowest) |"
@@ -142,7 +145,36 @@ def main(argv: list[str] | None = None) -> int:
         f"{table['score_mean'].std():.3f}."
     )
     table.to_csv(work / "ranking.tsv", sep="\t", index=False)
+    if args.figure:
+        plot_scores(table, float(decile["score_mean"].max()), Path(args.figure), f"D after {nimg} images")
     return 0
+
+
+def plot_scores(table: pd.DataFrame, cut: float, path: Path, title: str) -> None:
+    """One row of jittered points per kind (mean D score), the bottom-decile cut as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds = [k for k in ["face", "greyscale", "text", "background"] if (table["kind"] == k).any()]
+    fig, ax = plt.subplots(figsize=(6, 2.4), dpi=100)
+    rng = np.random.default_rng(0)
+    for row, kind in enumerate(kinds):
+        part = table[table["kind"] == kind]["score_mean"].to_numpy()
+        inb = int((part <= cut).sum())
+        ax.scatter(part, row + rng.uniform(-0.25, 0.25, len(part)), s=6, alpha=0.6)
+        ax.text(1.01, row, f"{inb}/{len(part)} in bottom 10%", transform=ax.get_yaxis_transform(), va="center",
+                fontsize=7)  # fmt: skip
+    ax.axvline(cut, color="k", lw=0.8, ls="--")
+    ax.set_yticks(range(len(kinds)), kinds, fontsize=8)
+    ax.set_xlabel("mean D score over shuffles (low = judged unreal)", fontsize=8)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_title(f"Planted junk in the demo set: {title}; dashed = bottom-decile cut", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -172,3 +172,48 @@ def test_ranking_cut_reruns_only_select_and_the_packs(tmp_path):
     # a newly frozen discriminator reruns the ranking and what reads it, nothing upstream
     save_d(wd / network, seed=5)
     assert planned_jobs(wd) == {"rank": 1, "select": 1, **dict.fromkeys(PACK_RULES, 1), "all": 1}
+
+
+def test_sheets_print_each_items_id_under_it_and_go_into_the_report(tmp_path, monkeypatch):
+    """The bottom/top sheets carry each item's id (in rank order) drawn under its face, and the rank rule hands
+    them to ``snakemake --report`` (category "6. Discriminator ranking")."""
+    from animefaces.report import images
+
+    monkeypatch.chdir(tmp_path)
+    normalised(tmp_path, "r", n=12)
+    res = Path("results/r")
+    manifests = sorted(str(p) for p in (res / "normalise" / "manifests").glob("*.parquet"))
+    params = {**defaults()["rank"], "network": str(save_d(tmp_path / "d.pt"))}
+    table = rank.run(manifests, params, str(res / "rank" / "scores.parquet"), str(res / "rank" / "sheets"))
+    captured = []
+    real = images.contact_sheet
+
+    def spy(tiles, **kw):
+        captured.append((tiles, kw))
+        return real(tiles, **kw)
+
+    monkeypatch.setattr(images, "contact_sheet", spy)
+    rank.sheets(table, tmp_path / "s", 0.25, 100)
+    (bottom, kw), (top, _) = captured
+    assert [t.lines[0] for t in bottom] == table["item_id"].head(3).tolist()
+    assert [t.lines[0] for t in top] == table["item_id"].tail(3).iloc[::-1].tolist()
+    # the ids are drawn: the same sheet with other ids under the faces differs in pixels
+    other = [images.Tile(path=t.path, lines=["999999_9", t.lines[1]]) for t in bottom]
+    assert np.asarray(real(bottom, **kw)).tolist() != np.asarray(real(other, **kw)).tolist()
+
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.enums import Quietness
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    repo = Path(__file__).resolve().parent.parent
+    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        wf = api.workflow(
+            resource_settings=ResourceSettings(),
+            config_settings=ConfigSettings(config={"rank": {"network": "results/demo/rank/discriminator.pt"}}),
+            snakefile=repo / "Snakefile",
+            workdir=repo,
+        )._workflow
+        rule = next(r for r in wf.rules if r.name == "rank")
+        flagged = {Path(str(f)).name: f.flags.get("report") for f in rule.output}
+    assert flagged["bottom.png"] and flagged["top.png"]
+    assert flagged["bottom.png"].category == "6. Discriminator ranking"
