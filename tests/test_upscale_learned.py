@@ -28,7 +28,7 @@ from animefaces.upscale_net import SRNet, load_model, save_model
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_partial_rerun import copy_workflow, planned_jobs, write_config  # noqa: E402
+from test_partial_rerun import copy_workflow, planned_jobs, snakemake, write_config  # noqa: E402
 
 
 def faces_of(folder: Path, n: int) -> list[np.ndarray]:
@@ -254,15 +254,38 @@ rule all:
 """
 
 
-def test_dry_run_trains_the_upscaler_only_for_backend_learned(tmp_path):
+def mini_workflow(tmp_path: Path) -> Path:
     wd = copy_workflow(tmp_path / "wf")
     (wd / "Snakefile").write_text(MINI_SNAKEFILE)
-    write_config(wd, {"dataset": {"name": "mini"}, "shards": {"count": 1}})
+    write_config(wd, {"dataset": {"name": "mini"}, "shards": {"count": 1}, "normalise": {"size": 32}})
     res = wd / "results" / "mini"
     (res / "crop" / "images" / "000").mkdir(parents=True)
-    crops_manifest(res / "crop", [64])
+    crops_manifest(res / "crop", [64] * 6 + [16])
     (res / "dedup" / "manifests").mkdir(parents=True)
     (res / "crop" / "dedup.parquet").rename(res / "dedup" / "manifests" / "000.parquet")
+    return wd
+
+
+TINY = {"steps": 2, "batch": 2, "patch": 16, "channels": 4, "blocks": 1, "min_images": 3, "val_fraction": 0.2}
+
+
+def test_dry_run_trains_the_upscaler_only_for_backend_learned(tmp_path):
+    wd = mini_workflow(tmp_path)
     assert planned_jobs(wd) == {"normalise": 1, "all": 1}
-    write_config(wd, {"normalise": {"upscale": {"backend": "learned"}}})
+    write_config(wd, {"normalise": {"size": 32, "upscale": {"backend": "learned", "learned": TINY}}})
     assert planned_jobs(wd) == {"upscale_train": 1, "normalise": 1, "all": 1}
+
+
+@pytest.mark.slow
+def test_workflow_trains_once_and_normalise_uses_the_model(tmp_path):
+    wd = mini_workflow(tmp_path)
+    write_config(wd, {"normalise": {"size": 32, "upscale": {"backend": "learned", "device": "cpu", "learned": TINY}}})
+    snakemake(wd)
+    res = wd / "results" / "mini"
+    assert (res / "upscale" / "model.pt").is_file() and (res / "upscale" / "validation.json").is_file()
+    frame = pd.read_parquet(res / "normalise" / "manifests" / "000.parquet").set_index("item_id")
+    assert frame.loc["6_0", "upscale_factor"] == 2 and frame.loc["6_0", "status"] == "kept"
+    assert planned_jobs(wd) == {}  # cached: nothing reruns
+    # a normalise-only key reruns normalise, never the training
+    write_config(wd, {"normalise": {"size": 32, "fit": "crop_top", "upscale": {"backend": "learned", "learned": TINY}}})
+    assert planned_jobs(wd) == {"normalise": 1, "all": 1}
