@@ -371,7 +371,7 @@ def test_class_sampling_products(reference_run, tmp_path, capsys):
     assert sc.main(["sheets", "--outdir", str(tmp_path / "sheets"), *args]) == 0
     index = json.loads((tmp_path / "sheets" / "sheets.json").read_text())
     rows = index["sheets"][0]["rows"]
-    assert [r["name"] for r in rows] == ["unlabelled", "saber", "hatsune miku"]  # named from the class table
+    assert [r["name"] for r in rows] == ["(unlabelled)", "saber", "hatsune miku"]  # named from the class table
     sheet = read_png(tmp_path / "sheets" / "sheet-000.png")
     assert sheet.shape[0] == 3 * 18 - 2 and sheet.shape[1] > 2 * 18
     assert read_png(tmp_path / "sheets" / "truncation.png").shape[0] == 3 * 18 - 2

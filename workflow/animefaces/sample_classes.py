@@ -1,5 +1,5 @@
 """Sampling from a class-conditional generator (BigGAN, or StyleGAN2 with ``train.cond``), classes named from
-``RES/ingest/classes.tsv`` (label 0 = ``unlabelled``).
+``RES/ingest/classes.tsv`` (label 0 = ``(unlabelled)``, as ``classtable`` names it).
 
 ``python -m animefaces.sample_classes <what> --network NET --classes RES/ingest/classes.tsv ... --params JSON``:
 
@@ -35,8 +35,6 @@ from .atomic import write_json
 from .device import resolve_device
 from .sample import seed_latent, write_mp4
 from .train.monitor import save_png, tile, to_uint8
-
-UNLABELLED = "unlabelled"
 
 
 # ------------------------------------------------------------------------------------------------ renderers
@@ -78,21 +76,20 @@ def safe_name(name: str) -> str:
 
 
 def class_names(classes_tsv: str | os.PathLike[str] | None, c_dim: int) -> dict[int, str]:
-    """class id -> name for 0..c_dim-1: from ``classes.tsv``; 0 is ``unlabelled``; ids missing from the table are
-    ``class<id>``."""
-    names = {0: UNLABELLED}
-    if classes_tsv is not None:
-        from .classtable import read_classes
+    """class id -> name for 0..c_dim-1: from ``classes.tsv`` through ``classtable`` (0 is its '(unlabelled)');
+    ids missing from the table are ``class<id>``."""
+    from .classtable import UNLABELLED, UNLABELLED_NAME, read_classes
+    from .classtable import class_names as table_names
 
-        table = read_classes(classes_tsv)
-        names.update({int(k): str(n) for k, n in zip(table["class_id"], table["name"], strict=True)})
+    names = table_names(read_classes(classes_tsv)) if classes_tsv is not None else {UNLABELLED: UNLABELLED_NAME}
     return {k: names.get(k, f"class{k}") for k in range(c_dim)}
 
 
 def pick_classes(selection: list[Any] | None, names: dict[int, str], counts: list[int] | None) -> list[int]:
     """The classes to show: ``sample.classes`` (names or ids) or every class with training images."""
     if selection:
-        by_name = {n: k for k, n in names.items()}
+        # a name as in the class table, or as in the file names ('unlabelled' for '(unlabelled)')
+        by_name = {**{safe_name(n): k for k, n in names.items()}, **{n: k for k, n in names.items()}}
         out = []
         for entry in selection:
             k = by_name.get(entry) if isinstance(entry, str) else int(entry)
