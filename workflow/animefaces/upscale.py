@@ -207,6 +207,8 @@ def load_user_weights(path: str, device: Any = "cpu") -> Any:
     spandrel = import_spandrel()
     try:
         model = spandrel.ModelLoader(device=device).load_from_file(path)
+    except OSError:
+        raise  # a fault of the machine (I/O error, the file vanished): fail as it is, never as 'cannot load it'
     except Exception as exc:
         raise ValueError(
             f"normalise.upscale.weights: {path}: spandrel cannot load it ({type(exc).__name__}: {exc}); supported "
