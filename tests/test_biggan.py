@@ -388,6 +388,17 @@ def test_class_sampling_products(reference_run, tmp_path, capsys):
     t_lo = sc.render(G, "biggan", [1], sc.onehot([2], G.c_dim), 0.3, "cpu")[0]
     assert not np.array_equal(t_lo, again)  # truncation changes the latent
 
+    # the report's samples page: one figure per class sheet + the truncation figure, a gallery of the class images
+    from animefaces.report import samples
+
+    report = samples.sample_assets([tmp_path / "sheets" / "sheets.json", tmp_path / "images" / "index.json"],
+                                   tmp_path / "report", n=4)  # fmt: skip
+    assert sorted(p.name for p in report) == [
+        "figure-class-sheet-000.png", "figure-class-truncation.png", "gallery-class-images.png"
+    ]  # fmt: skip
+    assert np.array_equal(read_png(tmp_path / "report" / "figure-class-sheet-000.png"), sheet)  # not rescaled
+    assert read_png(tmp_path / "report" / "gallery-class-images.png").shape[1] > 4 * 16  # 4 captioned tiles
+
     out = tmp_path / "classes.mp4"
     assert sc.main(["video", "--out", str(out), *args]) == 0
     assert "h264" in ffmpeg_info(out) and len(read_frames(out)) == 3 * 2  # 3 classes x 2 frames each

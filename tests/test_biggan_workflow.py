@@ -103,3 +103,9 @@ def test_biggan_tiny_trains_on_the_demo_classes_through_snakemake(demo_run, tmp_
         assert im.size == (32, 32)
     assert (res / "samples" / "classes" / "class_interpolation.mp4").stat().st_size > 1000
     assert (res / "samples" / "training_montage.mp4").stat().st_size > 1000
+
+    # the report's samples page shows the class sheets, the truncation figure and a gallery of the class images
+    page = sorted(p.name for p in (res / "report" / "samples").iterdir())
+    sheet_figures = [f"figure-class-{Path(s['file']).stem}.png" for s in sheets["sheets"]]
+    assert {*sheet_figures, "figure-class-truncation.png", "gallery-class-images.png"} <= set(page), page
+    assert {"video-class_interpolation.mp4", "video-training_montage.mp4"} <= set(page), page

@@ -143,7 +143,8 @@ rule report_training:
 
 
 # What the samples page shows: StyleGAN2's psi image sets, figures and videos; for BigGAN (no mapping network, so
-# none of those are built) the class truncation figure, the class-interpolation video and the training montage.
+# none of those are built) the class sheets (rows = classes) with their truncation figure, a gallery of the images
+# per class, the class-interpolation video and the training montage.
 if TRAIN_MODEL == "stylegan2":
     REPORT_SAMPLE_PRODUCTS = [
         *rules.sample_images.output.dirs,
@@ -153,7 +154,8 @@ if TRAIN_MODEL == "stylegan2":
     ]
 else:
     REPORT_SAMPLE_PRODUCTS = [
-        rules.sample_class_sheets.output.truncation,
+        rules.sample_class_sheets.output.index,
+        rules.sample_class_images.output.index,
         rules.sample_class_video.output.video,
         rules.sample_montage.output.video,
     ]

@@ -1,8 +1,12 @@
 """Samples for the report: one gallery sheet per sample folder (e.g. ``RES/samples/psi0.70/``), the sampling
-figures (truncation, style mixing, ...) scaled to a viewable size, and the videos copied for download."""
+figures (truncation, style mixing, ...) scaled to a viewable size, and the videos copied for download. A
+class-conditional model's sample indexes (``sample_classes``) are read too: ``sheets.json`` gives one figure per
+class sheet (rows = classes) plus its truncation figure, an images ``index.json`` a gallery of the per-class images
+(captioned ``c<id>_<name>_seed<seed>``)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Sequence
@@ -41,13 +45,36 @@ def scaled_figure(src: Path, out: Path, max_side: int = MAX_FIGURE) -> None:
         save_png(im, out)
 
 
+def class_index_assets(index_file: Path, outdir: Path, n: int) -> list[Path]:
+    """The report assets of a ``sample_classes`` index: ``figure-class-<sheet>.png`` per sheet of a ``sheets.json``
+    (and its truncation figure), or ``gallery-class-images.png`` for an images ``index.json``; [] for other JSON."""
+    try:
+        index = json.loads(index_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{index_file}: not a sample index ({exc}); rerun the sample rule that wrote it") from exc
+    folder, written = index_file.parent, []
+    if isinstance(index, dict) and "sheets" in index:
+        names = [sheet["file"] for sheet in index["sheets"]]
+        if index.get("truncation_figure"):
+            names.append(index["truncation_figure"]["file"])
+        for name in names:
+            target = outdir / f"figure-class-{Path(name).stem}.png"
+            scaled_figure(folder / name, target)
+            written.append(target)
+    elif isinstance(index, dict) and "files" in index and "classes" in index:
+        target = outdir / "gallery-class-images.png"
+        gallery(folder, target, n=n)
+        written.append(target)
+    return written
+
+
 def sample_assets(
     sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], outdir: str | os.PathLike[str], n: int = 32
 ) -> list[Path]:
     """Build ``gallery-<folder>.png``, ``figure-<name>.png`` and ``video-<name>.<ext>`` under ``outdir``.
 
-    ``sources``: folders of sample images (one gallery each), figure images, videos, or a folder holding those
-    (e.g. ``RES/samples``); other files (JSON indexes) are skipped."""
+    ``sources``: folders of sample images (one gallery each), figure images, videos, class sample indexes (see
+    :func:`class_index_assets`), or a folder holding those (e.g. ``RES/samples``); other JSON files are skipped."""
     if isinstance(sources, str | os.PathLike):
         sources = [sources]
     outdir = Path(outdir)
@@ -72,6 +99,9 @@ def sample_assets(
             target = outdir / f"video-{entry.stem}{entry.suffix.lower()}"
             with atomic_path(target) as tmp:
                 shutil.copyfile(entry, tmp)
+        elif entry.is_file() and entry.suffix.lower() == ".json":
+            written.extend(class_index_assets(entry, outdir, n))
+            continue
         else:
             continue
         written.append(target)
