@@ -1,11 +1,13 @@
 """Ingest throughput: records/s per CPU core and peak RSS of the real ingest job on synthetic Danbooru-style
 metadata, side by side in one run: the parser candidates (parse + the one record normaliser) and the whole job,
-this tree against earlier versions of the package from git history (``--baselines``: ``msgspec`` = the fast path
-as this issue's previous session left it, ``json`` = the stdlib json ingest before it), repeated and interleaved,
-medians.
+this tree against earlier versions of the package from git history (``--baselines``: ``untyped`` = main before the
+typed per-batch path, i.e. msgspec into an untyped struct + the per-record normaliser (the default), ``msgspec`` =
+the fast path as this issue's session 2 left it, ``json`` = the stdlib json ingest before it), repeated and
+interleaved, medians, and each package's start-up cost (the same job on a 1-record file, interleaved too) so that
+records/s per core past start-up can be given.
 
     .venv/bin/python benchmarks/ingest_throughput.py [--records 1000000] [--schema flat|nested|mixed]
-        [--present 0.9] [--reps 3] [--baselines msgspec json] [--filters demo_filter defaults]
+        [--present 0.9] [--reps 3] [--baselines untyped msgspec json] [--filters demo_filter defaults]
 
 Steps (only steps 3 and 4 are timed; CPU seconds, so other jobs on the machine distort them less than wall time):
 1. generate ``records`` JSON Lines (``danbooru_synth``: real field set, realistic tags, 0.1% duplicate ids, 0.01%
@@ -16,8 +18,11 @@ Steps (only steps 3 and 4 are timed; CPU seconds, so other jobs on the machine d
 3. parser candidates on the first 100k lines of the last file held in memory: stdlib ``json``, ``orjson`` (if
    importable; not a dependency), ``msgspec`` (the fast reader), each followed by ``records.normalise_batch``;
 4. ``python -m animefaces.ingest`` (what the rule runs) in a subprocess, this tree and each baseline alternately
-   ``--reps`` times per filter block (the demo's, the schema defaults); CPU from ``os.wait4``, peak RSS
-   ``ru_maxrss``; the kept/dropped counts of every baseline are checked against this tree's.
+   ``--reps`` times per filter block (the demo's, the schema defaults), each rep also on a 1-record file (the
+   start-up: imports, config, empty manifests); CPU from ``os.wait4``, peak RSS ``ru_maxrss``; records/s per core
+   past start-up = records / (median CPU - median start-up CPU); the kept/dropped counts of every baseline are
+   checked against this tree's, and with ``--compare-outputs`` every manifest and classes.tsv of the first rep too
+   (byte for byte). The load average is reported before and after.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ FILTERS = {
 
 
 BASELINES = {
+    "untyped": "e770e88d839ea1a5c2262705ae39d0dc682aa99c",  # main before the typed per-batch path (this session)
     "msgspec": "49f3daa5621b056d3a8e069785000ced2dae0894",  # the msgspec path of the last session (issue 15 start)
     "json": "dd48c619688758164f6e0b03c36b1456e6c4e591",  # main before the msgspec fast path (json ingest)
 }
@@ -75,8 +81,8 @@ def baseline_package(work: Path, commit: str) -> Path:
     return where / "workflow"
 
 
-def run_ingest(work: Path, metadata: Path, root: Path, shards: int, flt: dict, package: Path) -> dict:
-    out = work / "results" / "bench" / "ingest"
+def run_ingest(work: Path, metadata: Path, root: Path, shards: int, flt: dict, package: Path, label: str = "x") -> dict:
+    out = work / "results" / label / "ingest"
     shutil.rmtree(out, ignore_errors=True)
     dataset = {"source": "danbooru", "root": str(root), "metadata": [str(metadata)]}
     classes = {"top_k": 1000, "aliases": {"character_1_(series_1)": "character_0_(series_0)"}}
@@ -108,11 +114,20 @@ def run_ingest(work: Path, metadata: Path, root: Path, shards: int, flt: dict, p
         raise SystemExit(f"ingest failed:\n{stderr.decode()}")
     summary = json.loads(stdout)
     return {
+        "out": out,
         "wall_s": wall,
         "cpu_s": usage.ru_utime + usage.ru_stime,
         "max_rss_mb": usage.ru_maxrss / 1024,
         "summary": summary,
     }
+
+
+def same_outputs(a: Path, b: Path) -> bool:
+    """Every manifest (Parquet) and classes.tsv under two ingest output folders, byte for byte."""
+    names = sorted(str(p.relative_to(a)) for p in a.rglob("*") if p.is_file())
+    if names != sorted(str(p.relative_to(b)) for p in b.rglob("*") if p.is_file()):
+        return False
+    return all((a / n).read_bytes() == (b / n).read_bytes() for n in names)
 
 
 def naive_exists(root: Path, posts: list[tuple[int, str]], sample: int = 100_000, seed: int = 2) -> float:
@@ -143,7 +158,7 @@ def parser_candidates(metadata: Path, lines: int = 100_000, reps: int = 3) -> di
     import statistics
 
     from animefaces.ingest import readers
-    from animefaces.ingest.records import RawPost, normalise_batch, raw_post
+    from animefaces.ingest.records import POSTS, normalise_batch, raw_post
 
     with open(metadata, "rb") as fh:
         sample = [line for _, line in zip(range(lines), fh, strict=False)]
@@ -170,12 +185,12 @@ def parser_candidates(metadata: Path, lines: int = 100_000, reps: int = 3) -> di
 
         n = 0
         for _, values in readers.iter_json_lines_fast(io.BufferedReader(io.BytesIO(block))):
-            posts = [v for v in values if type(v) is RawPost]
+            posts = [v for v in values if type(v) in POSTS]
             normalise_batch(posts)
             n += len(posts)
         return n
 
-    candidates = {"stdlib json + normalise": via(json.loads), "msgspec fast reader + normalise": fast}
+    candidates = {"stdlib json + normalise": via(json.loads), "msgspec typed fast reader + normalise": fast}
     try:
         import orjson
 
@@ -200,9 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--present", type=float, default=0.9, help="fraction of posts whose image file exists")
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--baselines", nargs="*", default=["msgspec"], choices=sorted(BASELINES))
+    ap.add_argument("--baselines", nargs="*", default=["untyped"], choices=sorted(BASELINES))
     ap.add_argument("--filters", nargs="*", default=sorted(FILTERS), choices=sorted(FILTERS))
     ap.add_argument("--skip-candidates", action="store_true", help="skip step 3 (parser candidates)")
+    ap.add_argument("--compare-outputs", action="store_true", help="check every output file of the first rep")
     ap.add_argument("--work", type=Path, default=Path("/tmp/animefaces-ingest-bench"))
     args = ap.parse_args(argv)
     work = args.work / f"run-{args.records}-{args.schema}-{args.present}"
@@ -234,21 +250,36 @@ def main(argv: list[str] | None = None) -> int:
         report["parse_and_normalise_records_per_s_cpu"] = parser_candidates(made[-1][0], reps=args.reps)
     packages = {"new": REPO / "workflow"}
     packages.update({name: baseline_package(work, BASELINES[name]) for name in args.baselines})
+    one = work / "one-record"  # the start-up cost: the same job on a 1-record file
+    one.mkdir()
+    with open(made[-1][0], "rb") as fh:
+        (one / "posts.jsonl").write_bytes(fh.readline())
+    report["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
     for name in args.filters:
         flt = FILTERS[name]
         runs: dict[str, list[dict]] = {k: [] for k in packages}
-        for _ in range(args.reps):  # interleaved: new, baseline(s), new, baseline(s), ...
+        starts: dict[str, list[dict]] = {k: [] for k in packages}
+        for rep in range(args.reps):  # interleaved: new, baseline(s), new, baseline(s), ...
             for label, package in packages.items():
-                runs[label].append(run_ingest(work, meta_dir, root, args.shards, flt, package))
+                runs[label].append(run_ingest(work, meta_dir, root, args.shards, flt, package, label))
+                if rep == 0 and args.compare_outputs and label != "new":
+                    report.setdefault("identical_outputs", {})[f"{name}: new vs {label}"] = same_outputs(
+                        runs["new"][0]["out"], runs[label][0]["out"]
+                    )
+                starts[label].append(run_ingest(work, one, root, args.shards, flt, package, label + "-one"))
         report[name] = {}
         for label, rs in runs.items():
             cpu = statistics.median(r["cpu_s"] for r in rs)
+            start = statistics.median(r["cpu_s"] for r in starts[label])
             summ = rs[0]["summary"]
             report[name][label] = {
                 "cpu_s_median": round(cpu, 2),
                 "cpu_s_all": [round(r["cpu_s"], 2) for r in rs],
+                "startup_cpu_s_median": round(start, 2),
+                "startup_cpu_s_all": [round(r["cpu_s"], 2) for r in starts[label]],
                 "wall_s_median": round(statistics.median(r["wall_s"] for r in rs), 2),
                 "records_per_s_per_core": round(summ["records"] / cpu),
+                "records_per_s_per_core_past_startup": round(summ["records"] / max(cpu - start, 1e-9)),
                 "peak_rss_mb_max": round(max(r["max_rss_mb"] for r in rs)),
                 "kept": summ["kept"],
                 "dropped": summ["dropped"],
@@ -258,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
                 same = (summ["kept"], summ["dropped"]) == (report[name]["new"]["kept"], report[name]["new"]["dropped"])
                 report[name][label]["same_counts_as_new"] = same
                 report[name][f"speedup_cpu_vs_{label}"] = round(cpu / report[name]["new"]["cpu_s_median"], 2)
+                new_past = report[name]["new"]["cpu_s_median"] - report[name]["new"]["startup_cpu_s_median"]
+                report[name][f"speedup_past_startup_vs_{label}"] = round((cpu - start) / max(new_past, 1e-9), 2)
+    report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(report, indent=1))
     return 0
 

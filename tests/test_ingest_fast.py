@@ -22,7 +22,7 @@ from animefaces.demo.corpus import ASSUMED_CONFIG, build_metadata, plan_corpus
 from animefaces.ingest import ingest, readers
 from animefaces.ingest.folder import HASH_ID_BASE, HashedIds
 from animefaces.ingest.preflight import PreflightError, preflight
-from animefaces.ingest.records import RawPost, normalise, normalise_batch, raw_post
+from animefaces.ingest.records import POSTS, normalise, normalise_batch, raw_post
 from animefaces.shards import shard_of
 from PIL import Image
 
@@ -172,10 +172,11 @@ def test_fast_reader_equals_the_exact_reader_block_by_block(tmp_path, monkeypatc
             if isinstance(b, readers.Malformed):
                 assert isinstance(a, readers.Malformed) and a.error == b.error, n
             elif isinstance(b, dict):
-                assert isinstance(a, (RawPost, dict)), n
-                ra = a if isinstance(a, RawPost) else raw_post(a)
+                assert isinstance(a, (*POSTS, dict)), n
+                ra = a if isinstance(a, POSTS) else raw_post(a)
                 na, nb = normalise_batch([ra]), normalise_batch([raw_post(b)])
-                assert na.id == nb.id and na.shapes == nb.shapes
+                assert na.id.to_pylist() == nb.id.to_pylist() and na.shapes == nb.shapes
+                assert na.unencodable == nb.unencodable, n
                 assert {k: v.to_pylist() for k, v in na.columns.items()} == {
                     k: v.to_pylist() for k, v in nb.columns.items()
                 }, n

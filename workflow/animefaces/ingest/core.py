@@ -3,8 +3,9 @@
 Memory holds at most ``SPILL_BYTES`` of output rows (compact Arrow tables per shard, no per-row Python objects;
 older rows are moved to a spill file under the output directory and read back shard by shard at the end), a
 bitmap of the post ids seen (duplicate detection), the file index of the mirror (8 bytes per file) and the
-character counts. Records are normalised in a tight Python loop into column lists and checked in vectorised
-batches of ``BATCH`` records.
+character counts. Records arrive decoded into typed structs (``records.Post``) and are normalised, checked and
+written in vectorised batches of ``BATCH`` records (Arrow/numpy column by column; Python per record only for the
+rare records whose values have unusual types).
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ from .readers import (
 from .records import (
     BOOL_COLUMNS,
     INT_COLUMNS,
+    POSTS,
     STRING_COLUMNS,
-    RawPost,
     describe_bad_id,
     int_array,
     normalise_batch,
@@ -83,6 +84,7 @@ _PART_SCHEMA = pa.schema(
 )
 _KEPT_ONLY = ["path", "file_ext", "width", "height", "rating", "score", "md5", "character", "tags"]
 _EMPTY_DETAILS = "{}"
+_POST_TYPES = set(POSTS)
 
 
 def _dumps(obj: Any) -> str:
@@ -245,7 +247,8 @@ class Ingestor:
 
     def add_records(self, source: str, batches: Iterable[tuple[list[int], list[Any]]]) -> None:
         """Consume ``(record numbers, values)`` batches from one source (n is the record number used in the
-        parent id; a value is a ``RawPost``, a decoded JSON value or a ``Malformed``), in ``BATCH``-sized steps."""
+        parent id; a value is a ``Post``/``RawPost``, a decoded JSON value or a ``Malformed``), in ``BATCH``-sized
+        steps."""
         t0 = time.perf_counter()
         ns: list[int] = []
         values: list[Any] = []
@@ -271,15 +274,18 @@ class Ingestor:
         that is not Unicode) become unsharded rows, in record order; the rest are decided by ``_decide``."""
         t0 = time.perf_counter()
         self.result.records += len(ns)
-        if set(map(type, values)) != {RawPost}:
+        if set(map(type, values)) <= _POST_TYPES:  # the usual batch: every record decoded as a post
+            objects: list[int] | range = range(len(values))
+            posts = values
+        else:
             values = [raw_post(v) if type(v) is dict else v for v in values]
-        objects = [i for i, v in enumerate(values) if type(v) is RawPost] if len(values) else []
-        posts = values if len(objects) == len(values) else [values[i] for i in objects]
+            objects = [i for i, v in enumerate(values) if type(v) in POSTS]
+            posts = [values[i] for i in objects]
         norm = normalise_batch(posts)
         good = norm.valid()
         if len(good) != len(values):  # the rare batch with rows that go to unsharded.parquet
             bad = dict.fromkeys(range(len(values)))
-            for k in good:
+            for k in good.tolist():
                 del bad[objects[k]]
             where = {i: k for k, i in enumerate(objects)}
             for i in bad:
@@ -297,18 +303,22 @@ class Ingestor:
                     self._drop_unsharded(locator, "malformed_record", {"error": err})
                 else:
                     self._drop_unsharded(locator, "invalid_id", {"id": describe_bad_id(posts[k].id)})
-        cols = norm.columns
-        if len(good) == len(posts):
-            ids, shapes = norm.id, norm.shapes
-        else:
-            take = pa.array(good, pa.int64())
+        cols = dict(norm.columns)
+        ids = norm.id
+        shapes = norm.shapes
+        numbers = np.asarray(ns, dtype=np.int64)
+        if len(good) != len(posts):
+            take = pa.array(good)
             cols = {name: col.take(take) for name, col in cols.items()}
-            ids, shapes = [norm.id[k] for k in good], [norm.shapes[k] for k in good]
+            ids = ids.take(take)
+            shapes = [shapes[k] for k in good.tolist()]
+        if len(good) != len(values):
+            numbers = numbers[np.asarray(objects, dtype=np.int64)[good]]
         self.result.shapes.update(shapes)
         self._add_time("read", time.perf_counter() - t0)
-        if good:
-            cols["post_id"] = pa.array(ids, pa.int64())
-            self._decide(source, np.asarray([ns[objects[k]] for k in good], dtype=np.int64), cols)
+        if len(good):
+            cols["post_id"] = ids
+            self._decide(source, numbers, cols)
 
     def add_folder(self, root: str) -> None:
         """The folder source: one ledger row per file under ``root`` (see :mod:`animefaces.ingest.folder`)."""
@@ -412,13 +422,11 @@ class Ingestor:
         else:
             all_paths = image_paths(self.root, ids, cols["file_ext"], self.layout)
         paths = pc.if_else(kept_arr, all_paths, pa.scalar(None, pa.string()))
-        characters: list[str | None] = [None] * rows
-        if len(kept_idx):
-            namer = self.namer
-            take = pa.array(kept_idx)
-            for i, tags in zip(kept_idx.tolist(), cols["character"].take(take).to_pylist(), strict=True):
-                characters[i] = namer(tags)
-        char_arr = pa.array(characters, pa.string())
+        char_arr = pa.nulls(rows, pa.string())
+        if len(kept_idx):  # the namer runs once per distinct character string of the batch
+            coded = cols["character"].take(pa.array(kept_idx)).dictionary_encode()
+            names = pa.array(list(map(self.namer, coded.dictionary.to_pylist())), pa.string())
+            char_arr = pc.replace_with_mask(char_arr, kept_arr, names.take(coded.indices))
         eligible = np.zeros(rows, dtype=bool)
         with_char = np.flatnonzero(kept & _np_bool(pc.not_equal(char_arr, "")))
         if len(with_char):
@@ -426,7 +434,8 @@ class Ingestor:
                 solo = F.has_any_tag(cols["general"].take(pa.array(with_char)), ["solo"])
                 with_char = with_char[solo]
             eligible[with_char] = True
-            self.char_counts.update(characters[i] for i in with_char.tolist())
+            for counted in pc.value_counts(char_arr.take(pa.array(with_char))).to_pylist():
+                self.char_counts[counted["values"]] += counted["counts"]
         details = self._details(source, n, ids, code, cols, checks, folder)
         out = {
             "post_id": cols["post_id"],

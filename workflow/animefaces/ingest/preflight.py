@@ -14,7 +14,7 @@ from typing import Any
 from .filters import FILE_EXT_PATTERN
 from .mirror import LAYOUT_RATINGS, check_layout, image_path
 from .readers import expand_metadata, iter_record_batches, iter_sources
-from .records import RawPost, normalise_batch, raw_post
+from .records import POSTS, normalise_batch, raw_post
 
 SAMPLE = 200
 BUDGET_S = 5.0
@@ -38,15 +38,16 @@ def sample_posts(
     for path in files:
         for _, stream in iter_sources(path):
             for _, values in iter_record_batches(stream):
-                posts = [v if type(v) is RawPost else raw_post(v) for v in values if type(v) in (RawPost, dict)]
+                posts = [v if type(v) in POSTS else raw_post(v) for v in values if type(v) in (*POSTS, dict)]
                 norm = normalise_batch(posts)
                 cols = {name: norm.columns[name].to_pylist() for name in ("file_ext", "deleted", "banned", "rating")}
-                for k in norm.valid():
+                ids = norm.id.to_pylist()
+                for k in norm.valid().tolist():
                     ext, rating = cols["file_ext"][k], cols["rating"][k]
                     if ratings is not None and rating and rating not in ratings:
                         continue
                     if ext and ext_ok(ext) and ext in _IMAGE_EXTS and not cols["deleted"][k] and not cols["banned"][k]:
-                        out.append((norm.id[k], ext))
+                        out.append((ids[k], ext))
                 if len(out) >= sample or time.perf_counter() - t0 > budget_s:
                     return out[:sample]
     return out

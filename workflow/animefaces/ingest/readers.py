@@ -30,7 +30,7 @@ from typing import IO, Any
 
 import msgspec
 
-from .records import RawPost
+from .records import Post, RawPost
 
 MAX_RECORD_BYTES = 64 << 20  # a single Danbooru record is a few kB; anything this large is not a record
 CHUNK_BYTES = 1 << 20
@@ -251,8 +251,9 @@ def decode_line(line: bytes) -> Any:
 
 def iter_record_batches(stream: io.BufferedReader) -> Iterator[tuple[list[int], list[Any]]]:
     """What ingest reads: ``(record numbers, values)`` batches of one (decompressed) metadata stream, the same
-    records as :func:`iter_records` but a record in JSON Lines comes out as a :class:`~.records.RawPost` when the
-    fast decoder takes it (then it equals ``raw_post`` of what :func:`decode_line` gives)."""
+    records as :func:`iter_records` but a record in JSON Lines comes out as a :class:`~.records.Post` (or
+    :class:`~.records.RawPost`) when the fast decoder takes it (then it normalises as ``raw_post`` of what
+    :func:`decode_line` gives)."""
     skip_bom(stream)
     if sniff_format(stream) == "array":
         ns: list[int] = []
@@ -269,7 +270,8 @@ def iter_record_batches(stream: io.BufferedReader) -> Iterator[tuple[list[int], 
         yield from iter_json_lines_fast(stream)
 
 
-_fast_decoder = msgspec.json.Decoder(RawPost)
+_fast_decoder = msgspec.json.Decoder(Post)  # typed: a block of canonical records
+_tolerant_decoder = msgspec.json.Decoder(RawPost)  # a line whose values have other types
 
 
 def _read_block(stream: io.BufferedReader, size: int) -> tuple[bytes, BaseException | None]:
@@ -303,13 +305,15 @@ def _utf8(data: bytes) -> bool:
 
 
 def iter_json_lines_fast(stream: io.BufferedReader) -> Iterator[tuple[list[int], list[Any]]]:
-    """JSON Lines in blocks of whole lines: a block that is valid UTF-8 and decodes line for line into
-    ``RawPost``s in one ``msgspec`` call is taken as it is; otherwise each line of the block is decoded alone
-    (``msgspec`` again, then :func:`decode_line`, the exact path, for the lines it refuses: non-objects, bad JSON,
-    lone surrogates, NaN, huge numbers, deep nesting). ``msgspec`` refuses everything ``json`` refuses except
+    """JSON Lines in blocks of whole lines: a block that is valid UTF-8 and decodes line for line into typed
+    ``Post``s in one ``msgspec`` call is taken as it is; otherwise each line of the block is decoded alone
+    (``msgspec`` into ``Post``, then into the untyped ``RawPost`` for a value of another type, then
+    :func:`decode_line`, the exact path, for the lines it refuses: non-objects, bad JSON, lone surrogates, NaN,
+    huge numbers, deep nesting). ``msgspec`` refuses everything ``json`` refuses except
     invalid UTF-8 in fields it skips, which the UTF-8 check catches, so both paths accept the same records."""
     decode_lines = _fast_decoder.decode_lines
     decode = _fast_decoder.decode
+    decode_tolerant = _tolerant_decoder.decode
     limit = MAX_RECORD_BYTES
     n = 0
     carry = b""
@@ -372,9 +376,14 @@ def iter_json_lines_fast(stream: io.BufferedReader) -> Iterator[tuple[list[int],
             if _utf8(line):
                 try:
                     value = decode(line)
+                except msgspec.ValidationError:  # a value of another type: the untyped struct
+                    try:
+                        value = decode_tolerant(line)
+                    except _FAST_ERRORS:
+                        value = None
                 except _FAST_ERRORS:
                     value = None
-                else:
+                if value is not None:
                     ns.append(n)
                     out.append(value)
                     continue

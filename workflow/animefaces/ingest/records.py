@@ -12,21 +12,25 @@ Numbers are accepted as JSON integers, integral floats or ASCII digit strings; a
 Unknown fields are ignored. Only the post ``id`` is mandatory (a positive integer below 2**63); everything else
 may be missing and is then unknown (``None``) or empty.
 
-A record is first reduced to a :class:`RawPost` (the 17 fields ingest reads, values as decoded, untyped): the fast
-reader decodes JSON straight into it (``msgspec`` skips every other field without building it), the exact reader
-via :func:`raw_post` from a ``json`` dict. :func:`normalise_batch` then turns a batch of them into typed columns:
-the ONE coding of the rules above, run column by column (a column whose values all have the expected type is
-taken as it is; otherwise each value goes through ``to_int``/``to_bool``/...). :func:`normalise` is the same
-function on one record, for reading and testing.
+A record is first reduced to a :class:`Post` (the 17 fields ingest reads, typed as the real dumps write them) or,
+when a value has another type, a :class:`RawPost` (the same fields, values as decoded, untyped): the fast reader
+decodes JSON Lines blocks straight into ``Post``s (``msgspec`` skips every other field without building it) and
+falls back to ``RawPost`` per line, the exact reader goes via :func:`raw_post` from a ``json`` dict.
+:func:`normalise_batch` then turns a batch of either into typed Arrow columns: the ONE coding of the rules above,
+run column by column (a column whose values all have the expected type is converted in Arrow; otherwise each value
+goes through ``to_int``/``to_bool``/...; the nested tags of the whole batch are grouped in Arrow, see
+:func:`group_nested`). :func:`normalise` is the same function on one record, for reading and testing.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import msgspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -48,6 +52,7 @@ FLAT_TAG_FIELDS = {
 SHAPES = ("nested", "flat", "uncategorised", "no_tags")
 TAG_WS = " \t\n\r\x0b\x0c"  # stripped from the ends of tag strings (ASCII whitespace)
 _BAD_TAG_CHARS = re.compile(r"[\x00-\x20\x7f]+")
+_BAD_TAG_CHARS_RE2 = r"[\x{00}-\x{20}\x{7f}]"  # the same characters, for Arrow
 
 
 MAX_DIGITS = 40  # a digit string longer than this (leading zeros aside) is beyond any Int64: unknown
@@ -97,40 +102,142 @@ def clean_tag(name: str) -> str:
     return "_".join(part for part in _BAD_TAG_CHARS.split(name) if part)
 
 
-_CATEGORY_OF = {**CATEGORY_FIELDS, **{str(code): name for code, name in CATEGORY_FIELDS.items()}}
 _GROUPS = ("general", "artist", "copyright", "character", "meta")
+_GROUP_INDEX = {name: k for k, name in enumerate(_GROUPS)}
+# the usual category codes (ints and the dumps' digit strings) -> index in _GROUPS; anything else goes through to_int
+_CODE_OF = {key: _GROUP_INDEX[name] for code, name in CATEGORY_FIELDS.items() for key in (code, str(code))}
+
+
+def tag_entries(tags: list) -> tuple[list[str], list[Any]]:
+    """``(names, categories)`` of a nested ``tags`` list as decoded (any JSON): ``{"name": str, ...}`` entries with a
+    non-empty name, and bare non-empty strings (category None: general); other entries are skipped. A category that
+    is not an int or a string is given as ``to_int`` of it (so a float 4.0 is 4, a boolean None)."""
+    names: list[str] = []
+    cats: list[Any] = []
+    for entry in tags:
+        if type(entry) is dict:
+            name = entry.get("name")
+            if type(name) is not str or not name:
+                continue
+            cat = entry.get("category")
+            t = type(cat)
+            names.append(name)
+            cats.append(cat if t is int or t is str else to_int(cat))
+        elif type(entry) is Tag:
+            names.append(entry.name)
+            cats.append(entry.category)
+        elif type(entry) is str and entry:  # a bare tag name
+            names.append(entry)
+            cats.append(None)
+    return names, cats
+
+
+def category_codes(cats: list[int | str | None]) -> np.ndarray:
+    """Index in ``_GROUPS`` of each category code (an int, a string or None): a Danbooru code as an int or a
+    digit string (``to_int`` rules: ``" 4"``, ``"+4"``, ``"04"`` count as 4); an unknown code counts as general."""
+    codes = np.fromiter(map(_CODE_OF.get, cats, repeat(-1)), dtype=np.int8, count=len(cats))
+    general = _GROUP_INDEX["general"]
+    for i in np.flatnonzero(codes < 0).tolist():  # the unusual ones
+        cat = cats[i]
+        name = CATEGORY_FIELDS.get(cat if type(cat) is int else to_int(cat))  # type: ignore[arg-type]
+        codes[i] = general if name is None else _GROUP_INDEX[name]
+    return codes
+
+
+def group_nested(tag_lists: list[list], typed: bool = False) -> tuple[list[pa.Array], list[set[int]]]:
+    """Group nested ``tags`` lists by category, for a whole batch at once: per group of ``_GROUPS`` an Arrow
+    string array with one entry per list (its names in that group, in list order, joined by spaces), and per group
+    the lists whose names there are not valid Unicode (lone surrogates: the record is malformed).
+
+    The rules (the ONE coding of the nested shape): entries as :func:`tag_entries` reads them (``typed``: every
+    list holds only :class:`Tag`, read with two comprehensions instead); categories by :func:`category_codes`;
+    names with spaces or control characters cleaned by :func:`clean_tag`, and names empty after cleaning
+    dropped. The per-entry Python work is the extraction of names and codes; grouping and joining run in Arrow."""
+    n = len(tag_lists)
+    if typed:
+        names = [t.name for tags in tag_lists for t in tags]
+        cats = [t.category for tags in tag_lists for t in tags]
+        counts = np.fromiter(map(len, tag_lists), dtype=np.int64, count=n)
+    else:
+        names, cats = [], []
+        counts = np.zeros(n, dtype=np.int64)
+        for i, tags in enumerate(tag_lists):
+            got, got_cats = tag_entries(tags)
+            names += got
+            cats += got_cats
+            counts[i] = len(got)
+    codes = category_codes(cats)
+    owner = np.repeat(np.arange(n, dtype=np.int64), counts)
+    bad: list[set[int]] = [set() for _ in _GROUPS]
+    try:
+        arr = pa.array(names, pa.string())
+    except UnicodeEncodeError:
+        for k, name in enumerate(names):
+            if not _encodable(name):
+                bad[codes[k]].add(int(owner[k]))
+                names[k] = ""
+        arr = pa.array(names, pa.string())
+    if pc.any(pc.match_substring_regex(arr, _BAD_TAG_CHARS_RE2)).as_py():  # rare: clean each name
+        arr = pa.array(list(map(clean_tag, names)), pa.string())
+    keep = _np_true(pc.not_equal(arr, ""))
+    out = []
+    for g in range(len(_GROUPS)):
+        mask = keep & (codes == g)
+        offsets = np.zeros(n + 1, dtype=np.int32)
+        np.cumsum(np.bincount(owner[mask], minlength=n), out=offsets[1:])
+        lists = pa.ListArray.from_arrays(pa.array(offsets), arr.filter(pa.array(mask)))
+        out.append(pc.binary_join(lists, " "))
+    return out, bad
+
+
+def _np_true(arr: pa.Array) -> np.ndarray:
+    return np.asarray(arr.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 def nested_tags(tags: list) -> dict[str, list[str]]:
-    """Group a nested ``tags`` list by category; entries that are not ``{"name": str, ...}`` are skipped.
-    An unknown category code counts as general.
-
-    (The hot loop of the Danbooru2017-2020 shape, ~30 entries per post: the usual category codes -- ints or
-    the dumps' digit strings -- are one dict lookup, anything else goes through ``to_int``; names are checked
-    for spaces and control characters once per post, joined, and cleaned one by one only when there are some.)"""
-    out: dict[str, list[str]] = {group: [] for group in _GROUPS}
-    category_of = _CATEGORY_OF.get
-    names: list[str] = []
-    for entry in tags:
-        if type(entry) is not dict:
-            if type(entry) is str and entry:  # a bare tag name
-                out["general"].append(entry)
-                names.append(entry)
-            continue
-        name = entry.get("name")
-        if type(name) is not str or not name:
-            continue
-        cat = entry.get("category")
-        t = type(cat)
-        group = category_of(cat) if t is str or t is int else None
-        if group is None:
-            group = CATEGORY_FIELDS.get(cat if t is int else to_int(cat), "general")  # type: ignore[arg-type]
-        out[group].append(name)
-        names.append(name)
-    if _BAD_TAG_CHARS.search("".join(names)) is not None:  # rare: clean each name, drop those left empty
-        for group, found in out.items():
-            out[group] = [c for c in map(clean_tag, found) if c]
+    """One nested ``tags`` list grouped by category (:func:`group_nested` on it alone, split back into names)."""
+    joined, _ = group_nested([tags])
+    out = {}
+    for group, texts in zip(_GROUPS, joined, strict=True):
+        text = texts[0].as_py()
+        out[group] = text.split(" ") if text else []
     return out
+
+
+class Tag(msgspec.Struct, gc=False):
+    """One entry of a nested record's ``tags`` list as the typed decoder reads it (``id`` skipped; a missing
+    name reads as ``""`` and is then skipped like an empty one)."""
+
+    name: str = ""
+    category: int | str | None = None
+
+
+_SCALAR_FIELDS = ("id", "file_ext", "image_width", "image_height", "score", "rating", "md5")
+
+
+class Post(msgspec.Struct, gc=False):
+    """A post record of either shape, typed as the real dumps write it (numbers as JSON integers or strings, the
+    flags as booleans, the nested ``tags`` as objects): what the fast reader decodes a JSON Lines block into.
+    A record with any other value type in these fields fails the typed decode and is read as a :class:`RawPost`
+    instead (the tolerant path); both go through :func:`normalise_batch`, which applies the same rules."""
+
+    id: int | str | None = None
+    file_ext: str | None = None
+    image_width: int | str | None = None
+    image_height: int | str | None = None
+    score: int | str | None = None
+    rating: str | None = None
+    md5: str | None = None
+    is_deleted: bool | None = None
+    is_banned: bool | None = None
+    is_flagged: bool | None = None
+    tags: list[Tag] | str | None = None
+    tag_string: msgspec.Raw = None  # type: ignore[assignment]  (read lazily, see loose_tags)
+    tag_string_general: str | None = None
+    tag_string_character: str | None = None
+    tag_string_copyright: str | None = None
+    tag_string_artist: str | None = None
+    tag_string_meta: str | None = None
 
 
 class RawPost(msgspec.Struct, gc=False):
@@ -158,6 +265,8 @@ class RawPost(msgspec.Struct, gc=False):
 
 
 RAW_FIELDS = RawPost.__struct_fields__
+assert Post.__struct_fields__ == RAW_FIELDS
+POSTS = (Post, RawPost)
 
 
 def raw_post(record: dict) -> RawPost:
@@ -165,12 +274,9 @@ def raw_post(record: dict) -> RawPost:
     return RawPost(*map(record.get, RAW_FIELDS))
 
 
-def record_tags(post: RawPost) -> tuple[str, dict[str, str]]:
-    """``(shape, {category: space-joined tags})`` for a post record of either shape."""
-    tags = post.tags
-    if type(tags) is list:
-        grouped = nested_tags(tags)
-        return "nested", {k: " ".join(v) for k, v in grouped.items()}
+def flat_tags(post: Post | RawPost) -> tuple[str, dict[str, str]]:
+    """``(shape, {category: space-joined tags})`` for a post record whose ``tags`` is not a list (``flat``,
+    ``uncategorised`` or ``no_tags``)."""
     flat = {}
     found = False
     for cat, name in FLAT_TAG_FIELDS.items():
@@ -183,6 +289,7 @@ def record_tags(post: RawPost) -> tuple[str, dict[str, str]]:
     if found:
         return "flat", flat
     loose = loose_tags(post)
+    tags = post.tags
     if type(loose) is not str:
         loose = tags if type(tags) is str else None
     if type(loose) is str:
@@ -191,7 +298,7 @@ def record_tags(post: RawPost) -> tuple[str, dict[str, str]]:
     return "no_tags", flat
 
 
-def loose_tags(post: RawPost) -> Any:
+def loose_tags(post: Post | RawPost) -> Any:
     """The decoded ``tag_string`` (the fast reader keeps it as raw JSON: decoding it for every record would cost
     ~15%, and it is read only for records without categorised tags)."""
     value = post.tag_string
@@ -201,103 +308,149 @@ def loose_tags(post: RawPost) -> Any:
 _NONE = type(None)
 _INTS = {int, _NONE}
 _BOOLS = {bool, _NONE}
+_STRS = {str, _NONE}
 INT_COLUMNS = ("width", "height", "score")
 BOOL_COLUMNS = ("deleted", "banned", "flagged")
 STRING_COLUMNS = ("file_ext", "rating", "md5", "general", "character", "copyright", "artist", "meta")
 TAG_COLUMNS = ("general", "character", "copyright", "artist", "meta")
-
-
-def int_column(values: list) -> list[int | None]:
-    """``to_int`` of every value (a column of plain ints and nulls is returned as it is)."""
-    if set(map(type, values)) <= _INTS:
-        return values
-    return [v if type(v) is int else to_int(v) for v in values]
-
-
-def str_column(values: list, missing: str | None = None) -> list[str | None]:
-    """Strings kept, anything else ``missing``."""
-    if set(map(type, values)) <= {str}:
-        return values
-    return [v if type(v) is str else missing for v in values]
-
-
-def bool_column(values: list) -> list[bool]:
-    """``to_bool`` of every value."""
-    if set(map(type, values)) <= _BOOLS:
-        return [v is True for v in values]
-    return [to_bool(v) for v in values]
+_CANONICAL_DIGITS = r"^[0-9]{1,18}$"  # digit strings Arrow's cast reads exactly as int() does (< 2**63)
 
 
 def int_array(values: list) -> pa.Array:
-    """Int64 array; a number beyond Int64 counts as unknown."""
+    """Int64 array of a list of ints and Nones; a number beyond Int64 counts as unknown."""
     try:
         return pa.array(values, pa.int64())
     except (OverflowError, pa.ArrowInvalid):
         return pa.array([v if v is None or -(1 << 63) <= v < (1 << 63) else None for v in values], pa.int64())
 
 
+def int_column(values: list) -> pa.Array:
+    """``to_int`` of every value as an Int64 array (beyond Int64: unknown). A column of ints and nulls is taken as
+    it is; one of strings (the nested dumps) is read in Arrow where a string is 1-18 plain digits, the rest of
+    its values (and any other column) value by value."""
+    types = set(map(type, values))
+    if types <= _INTS:
+        return int_array(values)
+    if types <= _STRS:
+        try:
+            text = pa.array(values, pa.string())
+        except UnicodeEncodeError:  # a lone surrogate: value by value
+            pass
+        else:
+            canonical = pc.match_substring_regex(text, _CANONICAL_DIGITS)
+            ints = pc.cast(pc.if_else(canonical, text, pa.scalar(None, pa.string())), pa.int64())
+            rest = np.flatnonzero(~_np_true(canonical) & _np_true(pc.is_valid(text)))
+            if not len(rest):
+                return ints
+            out = ints.to_pylist()
+            for i in rest.tolist():
+                out[i] = to_int(values[i])
+            return int_array(out)
+    return int_array([v if type(v) is int else to_int(v) for v in values])
+
+
+def bool_column(values: list) -> pa.Array:
+    """``to_bool`` of every value as a Boolean array."""
+    if set(map(type, values)) <= _BOOLS:
+        return pa.array(values, pa.bool_()).fill_null(False)
+    return pa.array([to_bool(v) for v in values], pa.bool_())
+
+
+def str_column(values: list, column: str, unencodable: dict[int, str], missing: str | None = None) -> pa.Array:
+    """Strings kept, anything else ``missing``; a string that is not valid Unicode (a lone surrogate escape from
+    the exact reader) becomes ``""`` and its row is noted in ``unencodable`` (first column wins)."""
+    if not set(map(type, values)) <= _STRS:
+        values = [v if type(v) is str else None for v in values]
+    try:
+        arr = pa.array(values, pa.string())
+    except UnicodeEncodeError:
+        for i, v in enumerate(values):
+            if v is not None and not _encodable(v):
+                unencodable.setdefault(i, column)
+        arr = pa.array([v if v is None or _encodable(v) else "" for v in values], pa.string())
+    return arr if missing is None else arr.fill_null(missing)
+
+
 @dataclass
 class Normalised:
-    """One batch of records as columns, one entry per record in record order: ``id`` (a list; None or out of
-    range: no usable post id, see ``valid``) and Arrow arrays ``file_ext``, ``width``, ``height``, ``score``,
-    ``rating``, ``md5``, ``deleted``, ``banned``, ``flagged`` and the tag strings."""
+    """One batch of records as columns, one entry per record in record order: ``id`` (Int64; null or < 1: no
+    usable post id, see ``valid``) and Arrow arrays ``file_ext``, ``width``, ``height``, ``score``, ``rating``,
+    ``md5``, ``deleted``, ``banned``, ``flagged`` and the tag strings."""
 
-    id: list[int | None]
+    id: pa.Array
     columns: dict[str, pa.Array]
     shapes: list[str]
     unencodable: dict[int, str] = field(default_factory=dict)  # row -> field holding a lone surrogate
 
-    def valid(self) -> list[int]:
+    def valid(self) -> np.ndarray:
         """Rows with a usable post id and only valid Unicode in the fields ingest reads."""
-        bad = self.unencodable
-        return [i for i, pid in enumerate(self.id) if pid is not None and 1 <= pid <= MAX_ID and i not in bad]
+        ok = _np_true(pc.greater_equal(self.id, pa.scalar(1, pa.int64())))
+        if self.unencodable:
+            ok[list(self.unencodable)] = False
+        return np.flatnonzero(ok)
 
 
-def normalise_batch(posts: list[RawPost]) -> Normalised:
-    """The internal fields of a batch of post records (see the module docstring for the rules)."""
-    cols: dict[str, Any] = {
-        "file_ext": str_column([p.file_ext for p in posts]),
+def normalise_batch(posts: list[Post | RawPost]) -> Normalised:
+    """The internal fields of a batch of post records (see the module docstring for the rules): column by column
+    in Arrow, per record only where a value has an unusual type, and per tag entry only to extract the nested
+    shape's names and category codes (:func:`group_nested`)."""
+    unencodable: dict[int, str] = {}
+    cols: dict[str, pa.Array] = {
+        "file_ext": str_column([p.file_ext for p in posts], "file_ext", unencodable),
         "width": int_column([p.image_width for p in posts]),
         "height": int_column([p.image_height for p in posts]),
         "score": int_column([p.score for p in posts]),
-        "rating": str_column([p.rating for p in posts]),
-        "md5": str_column([p.md5 for p in posts], ""),
+        "rating": str_column([p.rating for p in posts], "rating", unencodable),
+        "md5": str_column([p.md5 for p in posts], "md5", unencodable, ""),
         "deleted": bool_column([p.is_deleted for p in posts]),
         "banned": bool_column([p.is_banned for p in posts]),
         "flagged": bool_column([p.is_flagged for p in posts]),
     }
-    # tags: the flat shape (tag_string_general a string, tags not a list) column by column, the rest per record
-    general = [p.tag_string_general for p in posts]
+    # tags: flat records column by column; nested ones (tags a list) grouped for the batch at once; the rest
+    # (tag_string_general not a string: other flat fields, uncategorised, no tags) record by record
     tags = [p.tags for p in posts]
-    cols["general"] = str_column(general, "")
-    cols["character"] = str_column([p.tag_string_character for p in posts], "")
-    cols["copyright"] = str_column([p.tag_string_copyright for p in posts], "")
-    cols["artist"] = str_column([p.tag_string_artist for p in posts], "")
-    cols["meta"] = str_column([p.tag_string_meta for p in posts], "")
+    general = [p.tag_string_general for p in posts]
+    texts = {
+        "general": general,
+        "character": [p.tag_string_character for p in posts],
+        "copyright": [p.tag_string_copyright for p in posts],
+        "artist": [p.tag_string_artist for p in posts],
+        "meta": [p.tag_string_meta for p in posts],
+    }
     shapes = ["flat"] * len(posts)
+    nested: list[int] = []
     if list in set(map(type, tags)) or not set(map(type, general)) <= {str}:
-        for cat in TAG_COLUMNS:
-            cols[cat] = list(cols[cat])
+        texts = {cat: list(values) for cat, values in texts.items()}
         for i, (t, g) in enumerate(zip(tags, general, strict=True)):
-            if type(t) is list or type(g) is not str:
-                shapes[i], grouped = record_tags(posts[i])
+            if type(t) is list:
+                nested.append(i)
+                shapes[i] = "nested"
+            elif type(g) is not str:
+                shapes[i], grouped = flat_tags(posts[i])
                 for cat, text in grouped.items():
-                    cols[cat][i] = text
-    out = Normalised(int_column([p.id for p in posts]), {}, shapes)
-    for name in INT_COLUMNS:
-        out.columns[name] = int_array(cols[name])
-    for name in BOOL_COLUMNS:
-        out.columns[name] = pa.array(cols[name], pa.bool_())
-    for name in STRING_COLUMNS:
-        try:
-            arr = pa.array(cols[name], pa.string())
-        except UnicodeEncodeError:
-            for i, v in enumerate(cols[name]):
-                if v is not None and not _encodable(v):
-                    out.unencodable.setdefault(i, name)
-            arr = pa.array([v if v is None or _encodable(v) else "" for v in cols[name]], pa.string())
-        out.columns[name] = pc.utf8_trim(arr, TAG_WS) if name in TAG_COLUMNS else arr
-    return out
+                    texts[cat][i] = text
+    if nested:
+        if len(nested) == len(posts):
+            typed = set(map(type, posts)) == {Post}
+        else:
+            typed = all(type(posts[i]) is Post for i in nested)
+        grouped_nested, bad_nested = group_nested([tags[i] for i in nested], typed)
+        is_nested = np.zeros(len(posts), dtype=bool)
+        is_nested[nested] = True
+        mask = pa.array(is_nested)
+    for name in TAG_COLUMNS:
+        values = texts[name]
+        if nested and not typed:  # (their tag_string_* values are not used: not even checked for Unicode)
+            for i in nested:
+                values[i] = ""
+        arr = pc.utf8_trim(str_column(values, name, unencodable, ""), TAG_WS)
+        if nested:
+            g = _GROUPS.index(name)
+            arr = pc.replace_with_mask(arr, mask, grouped_nested[g])
+            for k in sorted(bad_nested[g]):
+                unencodable.setdefault(nested[k], name)
+        cols[name] = arr
+    return Normalised(int_column([p.id for p in posts]), cols, shapes, unencodable)
 
 
 def _encodable(text: str) -> bool:
@@ -315,7 +468,7 @@ def normalise(record: dict) -> dict[str, Any]:
     ``banned``, ``flagged`` and the tag strings ``general``, ``artist``, ``copyright``, ``character``, ``meta``.
     """
     batch = normalise_batch([raw_post(record)])
-    out: dict[str, Any] = {"id": batch.id[0] if batch.valid() else None, "shape": batch.shapes[0]}
+    out: dict[str, Any] = {"id": batch.id[0].as_py() if len(batch.valid()) else None, "shape": batch.shapes[0]}
     out.update({name: values[0].as_py() for name, values in batch.columns.items()})
     return out
 
