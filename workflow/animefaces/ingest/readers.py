@@ -339,9 +339,9 @@ def iter_json_lines_fast(stream: io.BufferedReader) -> Iterator[tuple[list[int],
             if not block:
                 return
         else:
-            buf = carry + data if carry else data
-            cut = buf.rfind(b"\n")
+            cut = data.rfind(b"\n")  # (the carry never holds a newline)
             if cut < 0:
+                buf = carry + data if carry else data
                 if len(buf) >= limit:
                     n += 1
                     yield [n], [Malformed(f"line longer than {MAX_RECORD_BYTES} bytes")]
@@ -349,7 +349,9 @@ def iter_json_lines_fast(stream: io.BufferedReader) -> Iterator[tuple[list[int],
                 else:
                     carry = buf
                 continue
-            block, carry = buf[: cut + 1], buf[cut + 1 :]
+            # one copy of the block (not carry + data, then a slice of that)
+            block = carry + memoryview(data)[: cut + 1] if carry else data[: cut + 1]
+            carry = data[cut + 1 :]
         lines = block.count(b"\n") + (not block.endswith(b"\n"))
         if len(block) < limit and _utf8(block):  # (so no line in it is oversized)
             try:

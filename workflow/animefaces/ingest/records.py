@@ -352,7 +352,8 @@ def int_column(values: list) -> pa.Array:
 def bool_column(values: list) -> pa.Array:
     """``to_bool`` of every value as a Boolean array."""
     if set(map(type, values)) <= _BOOLS:
-        return pa.array(values, pa.bool_()).fill_null(False)
+        arr = pa.array(values, pa.bool_())
+        return arr.fill_null(False) if arr.null_count else arr
     return pa.array([to_bool(v) for v in values], pa.bool_())
 
 
@@ -368,7 +369,7 @@ def str_column(values: list, column: str, unencodable: dict[int, str], missing: 
             if v is not None and not _encodable(v):
                 unencodable.setdefault(i, column)
         arr = pa.array([v if v is None or _encodable(v) else "" for v in values], pa.string())
-    return arr if missing is None else arr.fill_null(missing)
+    return arr if missing is None or not arr.null_count else arr.fill_null(missing)
 
 
 @dataclass
