@@ -185,8 +185,13 @@ def random_record(rng: random.Random, typed: bool) -> dict:
             rec["tag_string"] = rng.choice(_TAG_STRINGS + ([5] if not typed else []))
         if rng.random() < 0.3:
             rec["tags"] = rng.choice([" loose tags ", None])
-    else:  # not valid Unicode (a lone surrogate): the exact reader gives it, the record is malformed
+    elif rng.random() < 0.5:  # not valid Unicode (a lone surrogate): the exact reader gives it, the record is malformed
         rec["tag_string_general"] = "a \ud800 b"
+    else:  # the same in a nested tag name (the ledger names the category's field)
+        rec["tags"] = [
+            {"name": "ok", "category": "0"},
+            {"name": "x\udc80", "category": rng.choice([0, "1", "3", 4, "5"])},
+        ]
     if rng.random() < 0.3:
         rec["source"] = "https://example.org/\u00e9"  # a field ingest skips
     return rec

@@ -212,9 +212,6 @@ class Tag(msgspec.Struct, gc=False):
     category: int | str | None = None
 
 
-_SCALAR_FIELDS = ("id", "file_ext", "image_width", "image_height", "score", "rating", "md5")
-
-
 class Post(msgspec.Struct, gc=False):
     """A post record of either shape, typed as the real dumps write it (numbers as JSON integers or strings, the
     flags as booleans, the nested ``tags`` as objects): what the fast reader decodes a JSON Lines block into.
