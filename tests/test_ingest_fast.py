@@ -115,18 +115,23 @@ def corpus(tmp_path: Path, shared: Path) -> tuple[Path, list[str]]:
     return root, files
 
 
+def package_at(commit: str, where: Path) -> Path:
+    """``workflow/`` (the package) as it was at ``commit``, extracted from git history under ``where``; the test
+    is skipped when the clone lacks that history (e.g. a shallow checkout)."""
+    try:
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", commit, "workflow"], capture_output=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"baseline commit {commit[:8]} not in this clone's history: {exc}")
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    return where / "workflow"
+
+
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory) -> Path:
     """The package as it was before the fast path, from git history."""
-    where = tmp_path_factory.mktemp("baseline")
-    try:
-        archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", BASELINE, "workflow"], capture_output=True, check=True
-        ).stdout
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"baseline commit {BASELINE[:8]} not in this clone's history: {exc}")
-    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
-    return where / "workflow"
+    return package_at(BASELINE, tmp_path_factory.mktemp("baseline"))
 
 
 @pytest.mark.parametrize("flt", ["demo", "defaults"])

@@ -16,7 +16,7 @@ import pytest
 from animefaces.demo.corpus import ASSUMED_CONFIG
 from animefaces.ingest import readers
 from animefaces.ingest.records import POSTS, Post, normalise_batch, raw_post
-from test_ingest_fast import corpus, run, write_lines
+from test_ingest_fast import corpus, package_at, run, write_lines
 
 REPO = Path(__file__).resolve().parent.parent
 # main before the typed path: msgspec into an untyped struct, then the per-record column normaliser
@@ -246,15 +246,7 @@ def test_typed_batches_follow_the_per_record_rules(tmp_path, shared):
 
 @pytest.fixture(scope="module")
 def untyped(tmp_path_factory) -> Path:
-    where = tmp_path_factory.mktemp("untyped")
-    try:
-        archive = subprocess.run(
-            ["git", "-C", str(REPO), "archive", UNTYPED, "workflow"], capture_output=True, check=True
-        ).stdout
-    except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"baseline commit {UNTYPED[:8]} not in this clone's history: {exc}")
-    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
-    return where / "workflow"
+    return package_at(UNTYPED, tmp_path_factory.mktemp("untyped"))
 
 
 @pytest.mark.parametrize("flt", ["demo", "defaults"])
