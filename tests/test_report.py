@@ -84,6 +84,10 @@ def build_results(root: Path) -> dict:
     for post, item in [(1, "1_0"), (2, "2_0"), (4, "4_0")]:
         dedup.kept(post, item, item)  # no path column of its own: the report must walk back to clean/crop
     write_manifest(dedup.frame(), manifest_path(res, "dedup", SHARD))
+    # dedup's pairs table (the report rules' input standing for every dedup manifest; the sheets read the ledger)
+    pd.DataFrame(
+        {"a": [0, 1], "b": [2, 3], "distance": [5, 0], "kind": ["near", "exact"], "colour_residual": [0.01, 0.0]}
+    ).to_parquet(res / "dedup" / "pairs.parquet", index=False)
 
     norm = StageRows("normalise", SHARD)
     for post, item in [(1, "1_0"), (2, "2_0")]:

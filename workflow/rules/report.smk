@@ -7,13 +7,27 @@ report: "../report/workflow.rst"
 
 
 REPORT_DIR = f"{RES}/report"
-# Every stage manifest, in ledger.STAGES order: the funnel and the drop sheets read the whole ledger.
+# Every stage manifest, in ledger.STAGES order: the funnel and the drop sheets read the whole ledger. They reach
+# the jobs as params, not inputs: a rule's input is looked up among the outputs of ingest and dedup (one job each
+# with a file per shard) by a scan of those outputs, so thousands of inputs made the 1000-shard DAG quadratic
+# (BENCHMARKS.md, "5M-post plan"). The inputs are the fan-in files that are newer than every one of those manifests
+# whenever any of them changes (select's manifest: after every normalise, dedup, clean, crop and ingest job;
+# dedup's pairs: after every dedup, clean, crop and ingest job), plus ingest's unsharded file, which no later stage
+# reads. A deleted manifest reruns its own job (a target of `rule all` or the input of the next stage), hence these.
 REPORT_MANIFESTS = report_manifests(RES, SHARDS)
+REPORT_LEDGER = [
+    f"{RES}/ingest/manifests/unsharded.parquet",
+    f"{RES}/select/manifests/all.parquet",
+]
+REPORT_LEDGER_UNTIL_DEDUP = [
+    f"{RES}/ingest/manifests/unsharded.parquet",
+    f"{RES}/dedup/pairs.parquet",
+]
 
 
 rule report_funnel:
     input:
-        manifests=report_files(REPORT_MANIFESTS),
+        ledger=REPORT_LEDGER,
     output:
         tsv=report(
             f"{REPORT_DIR}/funnel.tsv",
@@ -37,8 +51,10 @@ rule report_funnel:
         f"{RES}/logs/report/funnel.log",
     conda:
         "../../envs/report.yaml"
+    params:
+        manifests=report_files(REPORT_MANIFESTS),
     shell:
-        "python -m animefaces.report funnel {input.manifests:q} --tsv {output.tsv:q} --html {output.html:q}"
+        "python -m animefaces.report funnel {params.manifests:q} --tsv {output.tsv:q} --html {output.html:q}"
         " --png {output.png:q} > {log:q} 2>&1"
 
 
@@ -62,7 +78,7 @@ rule report_kept:
 
 rule report_drops:
     input:
-        manifests=report_files(REPORT_MANIFESTS),
+        ledger=REPORT_LEDGER,
     output:
         report(
             directory(f"{REPORT_DIR}/drops"),
@@ -76,13 +92,15 @@ rule report_drops:
         f"{RES}/logs/report/drops.log",
     conda:
         "../../envs/report.yaml"
+    params:
+        manifests=report_files(REPORT_MANIFESTS),
     shell:
-        "python -m animefaces.report drops {input.manifests:q} --out {output:q} > {log:q} 2>&1"
+        "python -m animefaces.report drops {params.manifests:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule report_pairs:
     input:
-        manifests=report_files(REPORT_MANIFESTS, until="dedup"),
+        ledger=REPORT_LEDGER_UNTIL_DEDUP,
     output:
         report(
             f"{REPORT_DIR}/dup_pairs.png",
@@ -94,8 +112,10 @@ rule report_pairs:
         f"{RES}/logs/report/pairs.log",
     conda:
         "../../envs/report.yaml"
+    params:
+        manifests=report_files(REPORT_MANIFESTS, until="dedup"),
     shell:
-        "python -m animefaces.report pairs {input.manifests:q} --out {output:q} > {log:q} 2>&1"
+        "python -m animefaces.report pairs {params.manifests:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule report_cards:
