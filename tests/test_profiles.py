@@ -28,11 +28,20 @@ def snakemake_args(name: str):
     return args
 
 
+# The demo config trains on the CPU (train.gpus: 0); the profiles are for real runs: one GPU for train.
+TRAIN = {"gpus": 1, "device": "auto", "preset": "auto", "kimg": None}
+
+
 @pytest.fixture(scope="module")
 def rules():
-    # The demo config trains on the CPU (train.gpus: 0); the profiles are for real runs: one GPU for train.
-    train = {"gpus": 1, "device": "auto", "preset": "auto", "kimg": None}
-    return {r.name: r for r in load_rules(REPO / "Snakefile", REPO, {"train": train}) if r.runs_something}
+    return {r.name: r for r in load_rules(REPO / "Snakefile", REPO, {"train": TRAIN}) if r.runs_something}
+
+
+@pytest.fixture(scope="module")
+def fused_rules():
+    """The rules with shards.fuse (crop_clean instead of crop and clean)."""
+    config = {"train": TRAIN, "shards": {"count": 4, "fuse": True}}
+    return {r.name: r for r in load_rules(REPO / "Snakefile", REPO, config) if r.runs_something}
 
 
 def values(resources) -> dict:
@@ -69,11 +78,23 @@ def test_slurm_profile_as_snakemake_reads_it():
 
 # ids avoid the word "slurm": conftest skips tests whose keywords contain the `slurm` marker name
 @pytest.mark.parametrize("name", ["default", "slurm"], ids=["workstation", "cluster"])
-def test_profiles_name_only_real_rules(rules, name):
+def test_profiles_name_only_real_rules(rules, fused_rules, name):
     """Snakemake silently ignores set-resources for a rule that does not exist: a renamed rule would lose them."""
     prof = profile(name)
     named = set(prof.get("set-resources") or {}) | set(prof.get("set-threads") or {})
-    assert named - set(rules) == set(), f"{name} profile names rules the workflow does not have"
+    assert named - (set(rules) | set(fused_rules)) == set(), f"{name} profile names rules the workflow does not have"
+
+
+def test_fused_shard_rule_replaces_crop_and_clean_and_is_sized_for_both(rules, fused_rules):
+    """shards.fuse: one crop_clean job per shard runs both stages' own commands; SLURM gives it the larger memory
+    and the summed runtime of the two, and nothing else in the workflow changes."""
+    assert {"crop", "clean"} <= set(rules) and "crop_clean" not in rules
+    assert "crop_clean" in fused_rules and not {"crop", "clean"} & set(fused_rules)
+    assert set(fused_rules) - {"crop_clean"} == set(rules) - {"crop", "clean"}
+    assert fused_rules["crop_clean"].modules == ["animefaces.clean", "animefaces.crop"]
+    sized = profile("slurm")["set-resources"]
+    assert sized["crop_clean"]["mem_mb"] >= max(sized["crop"]["mem_mb"], sized["clean"]["mem_mb"])
+    assert sized["crop_clean"]["runtime"] >= sized["crop"]["runtime"] + sized["clean"]["runtime"]
 
 
 def test_slurm_profile_sizes_every_submitted_rule(rules):

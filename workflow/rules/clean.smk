@@ -3,27 +3,29 @@
 # The optional blocklist file is an input, so editing it reruns clean (and everything after it).
 
 
-rule clean:
-    input:
-        manifest=f"{RES}/crop/manifests/{{shard}}.parquet",
-        images=f"{RES}/crop/images/{{shard}}",
-        blocklist=config["clean"]["blocklist"] or [],
-    output:
-        manifest=f"{RES}/clean/manifests/{{shard}}.parquet",
-    log:
-        f"{RES}/logs/clean/{{shard}}.log",
-    benchmark:
-        f"{RES}/benchmarks/clean/{{shard}}.tsv"
-    conda:
-        "../../envs/vision.yaml"
-    threads: 2
-    resources:
-        mem_mb=2000,
-    params:
-        cfg=section_json(config, "clean"),
-        hash=config["dedup"]["hash"],
-        runtime=runtime_params(config, "clean"),
-    shell:
-        "python -m animefaces.clean --shard {wildcards.shard} --input {input.manifest:q}"
-        " --output {output.manifest:q} --params {params.cfg:q} --runtime {params.runtime:q} --hash {params.hash}"
-        " --threads {threads} > {log:q} 2>&1"
+if not config["shards"]["fuse"]:
+
+    rule clean:
+        input:
+            manifest=f"{RES}/crop/manifests/{{shard}}.parquet",
+            images=f"{RES}/crop/images/{{shard}}",
+            blocklist=config["clean"]["blocklist"] or [],
+        output:
+            manifest=f"{RES}/clean/manifests/{{shard}}.parquet",
+        log:
+            f"{RES}/logs/clean/{{shard}}.log",
+        benchmark:
+            f"{RES}/benchmarks/clean/{{shard}}.tsv"
+        conda:
+            "../../envs/vision.yaml"
+        threads: 2
+        resources:
+            mem_mb=2000,
+        params:
+            cfg=section_json(config, "clean"),
+            hash=config["dedup"]["hash"],
+            runtime=runtime_params(config, "clean"),
+        shell:
+            "python -m animefaces.clean --shard {wildcards.shard} --input {input.manifest:q}"
+            " --output {output.manifest:q} --params {params.cfg:q} --runtime {params.runtime:q} --hash {params.hash}"
+            " --threads {threads} > {log:q} 2>&1"

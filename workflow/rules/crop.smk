@@ -18,29 +18,32 @@ rule fetch_cascade:
         "python -m animefaces.resources --dest {output:q} --cascade-path={params.cascade_path:q} > {log:q} 2>&1"
 
 
-rule crop:
-    input:
-        manifest=f"{RES}/ingest/manifests/{{shard}}.parquet",
-        cascade="resources/lbpcascade_animeface.xml",
-    output:
-        manifest=f"{RES}/crop/manifests/{{shard}}.parquet",
-        images=directory(f"{RES}/crop/images/{{shard}}"),
-    log:
-        f"{RES}/logs/crop/{{shard}}.log",
-    benchmark:
-        f"{RES}/benchmarks/crop/{{shard}}.tsv"
-    conda:
-        "../../envs/vision.yaml"
-    threads: 2
-    resources:
-        mem_mb=2000,
-    params:
-        cfg=section_json(config, "crop"),
-        runtime=runtime_params(config, "crop"),
-    shell:
-        "python -m animefaces.crop --shard {wildcards.shard} --manifest {input.manifest:q}"
-        " --cascade {input.cascade:q} --out-manifest {output.manifest:q} --images {output.images:q}"
-        " --params {params.cfg:q} --runtime {params.runtime:q} --threads {threads} > {log:q} 2>&1"
+# With shards.fuse the crop_clean rule (crop_clean.smk) runs this command and clean's in one job per shard.
+if not config["shards"]["fuse"]:
+
+    rule crop:
+        input:
+            manifest=f"{RES}/ingest/manifests/{{shard}}.parquet",
+            cascade="resources/lbpcascade_animeface.xml",
+        output:
+            manifest=f"{RES}/crop/manifests/{{shard}}.parquet",
+            images=directory(f"{RES}/crop/images/{{shard}}"),
+        log:
+            f"{RES}/logs/crop/{{shard}}.log",
+        benchmark:
+            f"{RES}/benchmarks/crop/{{shard}}.tsv"
+        conda:
+            "../../envs/vision.yaml"
+        threads: 2
+        resources:
+            mem_mb=2000,
+        params:
+            cfg=section_json(config, "crop"),
+            runtime=runtime_params(config, "crop"),
+        shell:
+            "python -m animefaces.crop --shard {wildcards.shard} --manifest {input.manifest:q}"
+            " --cascade {input.cascade:q} --out-manifest {output.manifest:q} --images {output.images:q}"
+            " --params {params.cfg:q} --runtime {params.runtime:q} --threads {threads} > {log:q} 2>&1"
 
 
 TARGETS += expand(f"{RES}/crop/manifests/{{shard}}.parquet", shard=SHARDS)
