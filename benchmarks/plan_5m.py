@@ -2,13 +2,15 @@
 
     .venv/bin/python benchmarks/plan_5m.py [--records 5000000] [--hashes 5000000] [--work /tmp/plan5m]
     .venv/bin/python benchmarks/plan_5m.py --skip-ingest --hashes 5000000     # only the DAG and the index
+    .venv/bin/python benchmarks/plan_5m.py --skip-ingest --skip-index --dag-baseline /tmp/before   # DAG before/after
 
 1. ingest: ``danbooru_synth`` metadata in both schemas (20% nested, 80% flat; generated from scratch in --work, not
    timed) through ``python -m animefaces.ingest`` (what the rule runs), 1000 shards, against an empty mirror (every
    post ends ``missing_file``: the parsing, checks and ledger cost; the file index costs ~1-2 us per file more):
    wall, CPU, peak RSS.
-2. ``snakemake -n`` of the whole workflow with ``shards.count: 1000`` and with the demo's 4 (demo config
-   otherwise, written to --work/dag): wall and CPU, interleaved, ``--dag-reps`` runs each, medians.
+2. ``snakemake -n`` of the whole workflow with ``shards.count: 1000`` (also with ``shards.fuse: true``) and with
+   the demo's 4 (demo config otherwise, written to --work/dag): wall and CPU, interleaved, ``--dag-reps`` runs each,
+   medians; ``--dag-baseline DIR`` times another checkout (e.g. ``git archive`` of an older commit) alongside.
 3. ``animefaces.dedup.index.near_pairs`` over N random 64-bit hashes (plus 1,000 planted pairs within distance
    8): wall, recall on the planted pairs, and index bytes per image (``index_bytes``) + 8 B of hash.
 """
@@ -66,49 +68,65 @@ def bench_ingest(work: Path, records: int) -> dict:
     }
 
 
-def dag_config(work: Path, shards: int) -> Path:
-    """config/demo.yaml with ``shards.count`` set (a --configfile replaces the demo config, it is not merged; and
-    ``--config shards={count: N}`` passes N as a string, which the schema rightly refuses)."""
+def dag_config(work: Path, shards: int, fuse: bool = False) -> Path:
+    """config/demo.yaml with ``shards.count`` (and ``shards.fuse`` when set) (a --configfile replaces the demo config,
+    it is not merged; and ``--config shards={count: N}`` passes N as a string, which the schema rightly refuses)."""
     import yaml
 
     cfg = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
     cfg["shards"]["count"] = shards
+    if fuse:
+        cfg["shards"]["fuse"] = True
     work.mkdir(parents=True, exist_ok=True)
-    path = work / f"shards{shards}.yaml"
+    path = work / f"shards{shards}{'-fused' if fuse else ''}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
-def bench_dag(work: Path, shard_counts: tuple[int, ...] = (4, 1000), reps: int = 3) -> dict:
-    """``snakemake -n`` wall and CPU (the child's user + system), each shard count in turn ``reps`` times
+def dag_variants(baseline: Path | None) -> list[tuple[str, Path, int, bool]]:
+    """(label, checkout, shards, fuse): this tree at 4 and 1000 shards, 1000 fused; the same unfused on a
+    ``baseline`` checkout (e.g. ``git archive <commit>``) when given, so before and after run side by side."""
+    out = [("4", REPO, 4, False), ("1000", REPO, 1000, False), ("1000-fused", REPO, 1000, True)]
+    if baseline is not None:
+        out += [("baseline-1000", baseline, 1000, False)]
+    return out
+
+
+def bench_dag(work: Path, variants: list[tuple[str, Path, int, bool]], reps: int = 3) -> dict:
+    """``snakemake -n`` wall and CPU (the child's user + system), each variant in turn ``reps`` times
     (interleaved), medians: the 4-shard demo DAG is the fixed cost (imports, plugins, config check)."""
-    runs: dict[int, list[tuple[float, float]]] = {n: [] for n in shard_counts}
-    jobs: dict[int, dict[str, int]] = {}
+    runs: dict[str, list[tuple[float, float]]] = {label: [] for label, *_ in variants}
+    jobs: dict[str, dict[str, int]] = {}
+    loads: list[float] = []
     _children_cpu()
     for _ in range(reps):
-        for shards in shard_counts:
-            configfile = dag_config(work, shards)
+        for label, tree, shards, fuse in variants:
+            configfile = dag_config(work, shards, fuse)
             cmd = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "2", "--configfile",
                    str(configfile)]  # fmt: skip
+            loads.append(os.getloadavg()[0])
             t0 = time.perf_counter()
-            proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-            runs[shards].append((time.perf_counter() - t0, _children_cpu()))
+            proc = subprocess.run(cmd, cwd=tree, capture_output=True, text=True)
+            runs[label].append((time.perf_counter() - t0, _children_cpu()))
             if proc.returncode:
-                raise SystemExit(f"snakemake -n failed: {proc.stderr[-2000:]}")
-            jobs[shards] = {
+                raise SystemExit(f"snakemake -n ({label}) failed: {proc.stderr[-2000:]}")
+            jobs[label] = {
                 parts[0]: int(parts[1])
                 for parts in map(str.split, proc.stdout.splitlines())
                 if len(parts) == 2 and parts[1].isdigit()
             }
-    return {
-        str(shards): {
+    out: dict = {
+        label: {
             "wall_s_median": round(statistics.median(w for w, _ in rs), 2),
             "cpu_s_median": round(statistics.median(c for _, c in rs), 2),
             "cpu_s_all": [round(c, 2) for _, c in rs],
-            "jobs_total": jobs[shards].get("total"),
+            "jobs_total": jobs[label].get("total"),
         }
-        for shards, rs in runs.items()
+        for label, rs in runs.items()
     }
+    out["loadavg_1min_min_median_max"] = [round(min(loads), 1), round(statistics.median(loads), 1),
+                                          round(max(loads), 1)]  # fmt: skip
+    return out
 
 
 _CHILD_CPU = [0.0]
@@ -164,13 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hashes", type=int, default=5_000_000)
     ap.add_argument("--work", type=Path, default=Path("/tmp/plan5m"))
     ap.add_argument("--dag-reps", type=int, default=3)
+    ap.add_argument("--dag-baseline", type=Path, help="another checkout whose DAG to time side by side (unfused)")
     ap.add_argument("--skip-ingest", action="store_true")
     ap.add_argument("--skip-dag", action="store_true")
     ap.add_argument("--skip-index", action="store_true")
     args = ap.parse_args(argv)
     report: dict = {}
     if not args.skip_dag:
-        report["snakemake_n"] = bench_dag(args.work / "dag", reps=args.dag_reps)
+        report["snakemake_n"] = bench_dag(args.work / "dag", dag_variants(args.dag_baseline), reps=args.dag_reps)
         print(json.dumps(report), flush=True)
     if not args.skip_index:
         report["near_dup_index"] = bench_index(args.hashes)
