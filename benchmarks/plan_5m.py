@@ -83,16 +83,19 @@ def dag_config(work: Path, shards: int, fuse: bool = False) -> Path:
     return path
 
 
-def dag_variants(baseline: Path | None) -> list[tuple[str, Path, int, bool]]:
-    """(label, checkout, shards, fuse): this tree at 4 and 1000 shards, 1000 fused; the same unfused on a
-    ``baseline`` checkout (e.g. ``git archive <commit>``) when given, so before and after run side by side."""
-    out = [("4", REPO, 4, False), ("1000", REPO, 1000, False), ("1000-fused", REPO, 1000, True)]
+def dag_variants(baseline: Path | None) -> list[tuple[str, Path, int, bool, tuple[str, ...]]]:
+    """(label, checkout, shards, fuse, extra snakemake args): this tree at 4 and 1000 shards, 1000 fused, each 1000
+    also with ``--notemp`` (what the profiles set); the plain 1000 on a ``baseline`` checkout (e.g. ``git archive
+    <commit>``) when given, so before and after run side by side."""
+    nt = ("--notemp",)
+    out = [("4", REPO, 4, False, ()), ("1000", REPO, 1000, False, ()), ("1000-fused", REPO, 1000, True, ()),
+           ("1000-notemp", REPO, 1000, False, nt), ("1000-fused-notemp", REPO, 1000, True, nt)]  # fmt: skip
     if baseline is not None:
-        out += [("baseline-1000", baseline, 1000, False)]
+        out += [("baseline-1000", baseline, 1000, False, ())]
     return out
 
 
-def bench_dag(work: Path, variants: list[tuple[str, Path, int, bool]], reps: int = 3) -> dict:
+def bench_dag(work: Path, variants: list[tuple[str, Path, int, bool, tuple[str, ...]]], reps: int = 3) -> dict:
     """``snakemake -n`` wall and CPU (the child's user + system), each variant in turn ``reps`` times
     (interleaved), medians: the 4-shard demo DAG is the fixed cost (imports, plugins, config check)."""
     runs: dict[str, list[tuple[float, float]]] = {label: [] for label, *_ in variants}
@@ -100,10 +103,10 @@ def bench_dag(work: Path, variants: list[tuple[str, Path, int, bool]], reps: int
     loads: list[float] = []
     _children_cpu()
     for _ in range(reps):
-        for label, tree, shards, fuse in variants:
+        for label, tree, shards, fuse, extra in variants:
             configfile = dag_config(work, shards, fuse)
             cmd = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "2", "--configfile",
-                   str(configfile)]  # fmt: skip
+                   str(configfile), *extra]  # fmt: skip
             loads.append(os.getloadavg()[0])
             t0 = time.perf_counter()
             proc = subprocess.run(cmd, cwd=tree, capture_output=True, text=True)

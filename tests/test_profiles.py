@@ -85,6 +85,28 @@ def test_profiles_name_only_real_rules(rules, fused_rules, name):
     assert named - (set(rules) | set(fused_rules)) == set(), f"{name} profile names rules the workflow does not have"
 
 
+@pytest.mark.parametrize("name", ["default", "slurm"], ids=["workstation", "cluster"])
+def test_notemp_in_the_profiles_ignores_nothing(name):
+    """The profiles set notemp (it skips Snakemake's per-job temp scan of upstream outputs, seconds at 1000 shards):
+    harmless only while no rule declares a temp() output, which would then silently be kept."""
+    assert snakemake_args(name).notemp
+    from snakemake.api import SnakemakeApi
+    from snakemake.io import is_flagged
+    from snakemake.settings.enums import Quietness
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    for config in ({}, {"shards": {"count": 4, "fuse": True}}):
+        with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+            wf = api.workflow(
+                resource_settings=ResourceSettings(),
+                config_settings=ConfigSettings(config=config),
+                snakefile=REPO / "Snakefile",
+                workdir=REPO,
+            )._workflow
+            temp = [f"{rule.name}: {f}" for rule in wf.rules for f in rule.output if is_flagged(f, "temp")]
+        assert temp == [], f"temp() outputs would be kept by the profiles' notemp: {temp}"
+
+
 def test_fused_shard_rule_replaces_crop_and_clean_and_is_sized_for_both(rules, fused_rules):
     """shards.fuse: one crop_clean job per shard runs both stages' own commands; SLURM gives it the larger memory
     and the summed runtime of the two, and nothing else in the workflow changes."""
