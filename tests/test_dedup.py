@@ -4,6 +4,7 @@ the re-encoded fixtures (groups checked against an independent OpenCV decode) an
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -380,6 +381,18 @@ def test_cli_dedups_across_shards(tmp_path):
     assert perceptual_hash(base) == allrows.loc["10_0", "perceptual_hash"]
     with pytest.raises(SystemExit):
         dedup_main(["--inputs", *ins, "--outputs", outs[0], "--pairs", str(tmp_path / "p.parquet")])
+    # what the rule passes: the run's shards, not its file lists; the same manifests and pairs
+    listed = {p: Path(p).read_bytes() for p in [*outs, str(res / "dedup" / "pairs.parquet")]}
+    for p in listed:
+        Path(p).unlink()
+    assert dedup_main(["--results", str(res), "--shards", "2", "--pairs", str(res / "dedup" / "pairs.parquet")]) == 0
+    assert {p: Path(p).read_bytes() for p in listed} == listed
+    for bad in (["--results", str(res)], ["--results", str(res), "--shards", "2", "--inputs", *ins]):
+        with pytest.raises(SystemExit) as exc:
+            dedup_main([*bad, "--pairs", str(tmp_path / "p.parquet")])
+        assert exc.value.code == 2
+    with pytest.raises(FileNotFoundError, match="002.parquet"):  # a shard the run does not have
+        dedup_main(["--results", str(res), "--shards", "3", "--pairs", str(tmp_path / "p.parquet")])
 
 
 def test_colour_variants_of_one_line_art(tmp_path):

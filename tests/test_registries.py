@@ -11,7 +11,7 @@ import pytest
 from animefaces import crop, wiring
 from animefaces.config import defaults, fill_defaults
 from animefaces.detect import DETECTORS, Face, register_detector
-from animefaces.ledger import STAGES
+from animefaces.ledger import STAGES, ledger_manifests
 from animefaces.manifest import StageRows
 from animefaces.pack import pack
 from animefaces.pack.formats import PACK_FORMATS, PackImages, PackJob, PackWritten, register_pack_format
@@ -162,17 +162,17 @@ def test_train_pack_choice_gpus_and_launcher():
     assert wiring.train_resources(config)["mem_mb"] == train["mem_mb"]
 
 
-def test_report_manifests_follow_the_ledger_stages():
-    m = wiring.report_manifests("R", ["000", "001"])
-    assert list(m) == STAGES
-    assert m["ingest"] == [
+def test_ledger_manifests_are_exactly_the_runs_files_in_stage_order():
+    files = [str(p) for p in ledger_manifests("R", 2)]
+    assert files[:3] == [
         "R/ingest/manifests/000.parquet",
         "R/ingest/manifests/001.parquet",
         "R/ingest/manifests/unsharded.parquet",
     ]
-    assert m["select"] == ["R/select/manifests/all.parquet"]
-    assert wiring.report_files(m, until="dedup")[-1] == "R/dedup/manifests/001.parquet"
-    assert len(wiring.report_files(m)) == 3 + 2 * 4 + 1
+    assert files[-1] == "R/select/manifests/all.parquet"
+    assert [f.split("/")[1] for f in files] == ["ingest"] * 3 + [s for s in STAGES[1:-1] for _ in range(2)] + ["select"]
+    assert str(ledger_manifests("R", 2, until="dedup")[-1]) == "R/dedup/manifests/001.parquet"
+    assert len(ledger_manifests("R", 1000)) == 1001 + 4 * 1000 + 1
 
 
 def test_dag_time_checks_name_the_key(capsys):

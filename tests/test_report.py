@@ -418,6 +418,13 @@ def test_cli(synth, tmp_path):
     res = synth["res"]
     assert report_main(["funnel", str(res), "--png", str(tmp_path / "f.png")]) == 0
     assert report_main(["pairs", str(res), "--out", str(tmp_path / "p.png"), "-n", "1"]) == 0
+    # what the rules pass: the results folder and its shard count (exactly the run's manifests, not a glob)
+    shards = len(list((res / "crop" / "manifests").glob("*.parquet")))
+    tsv = tmp_path / "f.tsv"
+    assert report_main(["funnel", str(res), "--shards", str(shards), "--tsv", str(tsv)]) == 0
+    assert report_main(["funnel", str(res), "--tsv", str(tmp_path / "glob.tsv")]) == 0
+    assert tsv.read_bytes() == (tmp_path / "glob.tsv").read_bytes()
+    assert report_main(["funnel", str(res), "--shards", str(shards + 1), "--tsv", str(tmp_path / "x.tsv")]) == 1
     metrics = res / "train" / "metrics.jsonl"
     argv = ["training", str(metrics), "--curves", str(tmp_path / "c.png"), "--montage", str(tmp_path / "m.png")]
     assert report_main(argv) == 0
@@ -432,7 +439,6 @@ SNAKEFILE = """
 import sys
 sys.path.insert(0, {package!r})
 from animefaces.config import section_json
-from animefaces.wiring import report_files, report_manifests
 shell.prefix("export PYTHONPATH={package}; ")
 config = {{"dataset": {{"name": "synth", "root": "mirror"}}, "shards": {{"count": 1}},
           "pack": {{"formats": ["hdf5", "zip"]}}}}

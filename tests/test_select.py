@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from animefaces import ledger, select
 from animefaces.config import defaults
-from animefaces.manifest import StageRows, manifest_path, write_manifest
+from animefaces.manifest import StageRows, manifest_path, shard_manifests, write_manifest
 from PIL import Image
 
 CLASSES = {1: "hakurei_reimu", 2: "kirisame_marisa", 3: "izayoi_sakuya"}
@@ -175,6 +175,12 @@ def test_cli(tmp_path, capsys):
     assert code == 0
     err = capsys.readouterr().err
     assert "12345_0" in err and "9 items in, 8 selected" in err
+    # what the rule passes: the run's folder and shard count name the same normalise manifests
+    assert manifests == shard_manifests(tmp_path, "normalise", 2)
+    named = ["--results", str(tmp_path), "--shards", "2", *argv[len(manifests) + 1 :]]
+    named[named.index(str(tmp_path / "s" / "d.parquet"))] = str(tmp_path / "s" / "d2.parquet")
+    assert select.main([*named, "--params", json.dumps({"exclude_file": str(exclude)})]) == 0
+    assert (tmp_path / "s" / "d2.parquet").read_bytes() == (tmp_path / "s" / "d.parquet").read_bytes()
     with pytest.raises(SystemExit) as exc:  # a config error: exit 2, like argparse's usage errors
         select.main([*argv, "--params", json.dumps({"min_class_count": -1})])
     assert exc.value.code == 2

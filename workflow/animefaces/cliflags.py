@@ -202,6 +202,34 @@ def section_from_args(
     return validate_config({section: values})[section]
 
 
+def add_shard_set_flags(ap: argparse.ArgumentParser) -> None:
+    """``--results RES --shards N``: a global step's per-shard manifests named by the run instead of listed (the
+    workflow passes these; :func:`animefaces.manifest.shard_manifests`)."""
+    group = ap.add_argument_group("the run's shards (what the workflow passes instead of file lists)")
+    group.add_argument("--results", metavar="RES", help="results folder of the run, e.g. results/demo")
+    group.add_argument("--shards", type=int, metavar="N", help="its shards.count: shards 000 .. N-1")
+
+
+def shard_set_or_exit(ap: argparse.ArgumentParser, args: argparse.Namespace, listed: list[str] | None) -> bool:
+    """Whether ``args`` name the run's shards (``--results`` and ``--shards``) rather than the ``listed`` files;
+    a usage error (exit 2) for both, neither, or one of the pair."""
+    named = args.results is not None or args.shards is not None
+    if named and (args.results is None or args.shards is None):
+        ap.error("--results and --shards go together")
+    if named and listed:
+        ap.error("give either the files or --results/--shards, not both")
+    if not named and not listed:
+        ap.error("give the manifest files, or --results RES --shards N")
+    if named:
+        from .shards import check_count
+
+        try:
+            check_count(args.shards)
+        except ValueError as exc:
+            ap.error(str(exc))
+    return named
+
+
 def section_or_exit(ap: argparse.ArgumentParser, args: argparse.Namespace, section: str, **kw: Any) -> dict:
     """:func:`section_from_args`, or one line naming the key on stderr and exit status 2."""
     try:

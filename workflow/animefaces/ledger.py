@@ -19,9 +19,25 @@ from pathlib import Path
 import pandas as pd
 
 from .config import split_snakemake_argv
-from .manifest import DROPPED, KEPT, LEDGER_COLUMNS, read_manifest
+from .manifest import DROPPED, KEPT, LEDGER_COLUMNS, manifest_path, read_manifest, shard_manifests
 
 STAGES = ["ingest", "crop", "clean", "dedup", "normalise", "select"]
+
+
+def ledger_manifests(results: str | os.PathLike[str], shard_count: int, until: str | None = None) -> list[Path]:
+    """Every manifest of a run in ``STAGES`` order, or of the stages up to and including ``until``: each stage's
+    per-shard files (ingest's ``unsharded.parquet`` too) and select's single ``all.parquet``. Exactly the run's
+    files, unlike a glob of the folders, which would also count a shard left over from a larger ``shards.count``."""
+    stages = STAGES if until is None else STAGES[: STAGES.index(until) + 1]
+    files: list[Path] = []
+    for stage in stages:
+        if stage == "select":
+            files.append(manifest_path(results, "select", "all"))
+            continue
+        files += shard_manifests(results, stage, shard_count)
+        if stage == "ingest":
+            files.append(manifest_path(results, "ingest", "unsharded"))
+    return files
 
 
 def manifest_files(results: str | os.PathLike[str], stage: str) -> list[Path]:

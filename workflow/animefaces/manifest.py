@@ -39,6 +39,16 @@ def manifest_path(results: str | os.PathLike[str], stage: str, shard: str) -> Pa
     return Path(results) / stage / "manifests" / f"{shard}.parquet"
 
 
+def shard_manifests(results: str | os.PathLike[str], stage: str, shard_count: int) -> list[Path]:
+    """``stage``'s manifest of every shard of a run with ``shards.count = shard_count``, in shard order: the files
+    the stage's rules declare. Global steps take ``--results RES --shards N`` and build this list themselves, so
+    their command line does not grow with the shard count (5,001 paths are ~200 KB, over Linux's 128 KB limit on
+    one argument, and Snakemake passes a job's whole command to ``bash -c`` as one)."""
+    from .shards import shard_names
+
+    return [manifest_path(results, stage, shard) for shard in shard_names(shard_count)]
+
+
 class StageRows:
     """Accumulates a stage's rows for one shard; ``frame()`` returns the manifest table.
 

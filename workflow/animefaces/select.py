@@ -37,11 +37,11 @@ import pandas as pd
 
 from .atomic import atomic_path
 from .classtable import read_classes
-from .cliflags import add_section_flags, section_or_exit
+from .cliflags import add_section_flags, add_shard_set_flags, section_or_exit, shard_set_or_exit
 from .columns import is_missing
 from .config import ConfigError
 from .idlists import list_entries, read_list_file
-from .manifest import read_kept, write_manifest
+from .manifest import read_kept, shard_manifests, write_manifest
 from .parallel import ordered_map
 from .stage import item_manifest
 
@@ -338,14 +338,17 @@ def main(argv: list[str] | None = None) -> int:
         prog="animefaces select",
         description="Apply the exclude list and class filters to the normalised faces; write the final dataset table.",
     )
-    ap.add_argument("--manifests", nargs="+", required=True, help="normalise manifests (RES/normalise/manifests/*)")
+    ap.add_argument("--manifests", nargs="+", help="normalise manifests (RES/normalise/manifests/*)")
     ap.add_argument("--classes", help="class table RES/ingest/classes.tsv")
     ap.add_argument("--manifest-out", required=True, help="ledger manifest to write (RES/select/manifests/all.parquet)")
     ap.add_argument("--dataset-out", required=True, help="dataset table to write (RES/select/dataset.parquet)")
     ap.add_argument("--scores", help="the ranking table RES/rank/scores.parquet (for the low_d_score cut)")
     ap.add_argument("--threads", type=int, default=1, help="worker threads (default: %(default)s)")
+    add_shard_set_flags(ap)
     add_section_flags(ap, "select")
     args = ap.parse_args(argv)
+    if shard_set_or_exit(ap, args, args.manifests):
+        args.manifests = shard_manifests(args.results, "normalise", args.shards)
     params = section_or_exit(ap, args, "select")
     try:
         run(args.manifests, args.classes, params, args.manifest_out, args.dataset_out, args.threads, scores=args.scores)

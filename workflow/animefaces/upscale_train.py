@@ -30,10 +30,10 @@ import pandas as pd
 import torch
 
 from .atomic import write_bytes
-from .cliflags import add_section_flags, section_or_exit
+from .cliflags import add_section_flags, add_shard_set_flags, section_or_exit, shard_set_or_exit
 from .decode import load_rgb
 from .device import resolve_device
-from .manifest import read_kept
+from .manifest import read_kept, shard_manifests
 from .progress import Progress
 from .upscale import LanczosUpscaler, TorchBicubicUpscaler, TorchUpscaler
 from .upscale_eval import evaluate, halve
@@ -242,12 +242,15 @@ def main(argv: list[str] | None = None) -> int:
         prog="animefaces upscale_train",
         description="Train the learned 2x upscaler on the dataset's own large crops (normalise.upscale.learned).",
     )
-    ap.add_argument("--manifests", nargs="+", required=True, help="dedup manifests (RES/dedup/manifests/*.parquet)")
+    ap.add_argument("--manifests", nargs="+", help="dedup manifests (RES/dedup/manifests/*.parquet)")
     ap.add_argument("--out", required=True, help="model file to write (RES/upscale/model.pt)")
     ap.add_argument("--report", help="validation JSON to write (RES/upscale/validation.json)")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default: %(default)s)")
+    add_shard_set_flags(ap)
     add_section_flags(ap, SECTION)
     args = ap.parse_args(argv)
+    if shard_set_or_exit(ap, args, args.manifests):
+        args.manifests = shard_manifests(args.results, "dedup", args.shards)
     params = section_or_exit(ap, args, SECTION)
     items = pd.concat([read_kept(m) for m in args.manifests], ignore_index=True)
     run(items, params, Path(args.out), Path(args.report) if args.report else None, args.threads)

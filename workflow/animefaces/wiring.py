@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from .config import runtime_json, section_json
-from .ledger import STAGES
 from .pack.formats import PACK_FORMATS, training_format
 
 
@@ -220,28 +219,3 @@ def train_launch(config: dict) -> str:
     from .train.launch import launch_command
 
     return launch_command(config["train"]["nodes"], train_gpus(config), config["train"]["threads"] or 4)
-
-
-# ------------------------------------------------------------------------------------------------- report
-
-
-def report_manifests(res: str, shards: list[str]) -> dict[str, list[str]]:
-    """Every stage's manifests in ``ledger.STAGES`` order (the funnel and drop sheets read the whole ledger):
-    per-shard files, ingest's unsharded file too, select's single ``all.parquet``."""
-    out: dict[str, list[str]] = {}
-    for stage in STAGES:
-        if stage == "select":
-            out[stage] = [f"{res}/select/manifests/all.parquet"]
-            continue
-        out[stage] = [f"{res}/{stage}/manifests/{shard}.parquet" for shard in shards]
-        if stage == "ingest":
-            out[stage].append(f"{res}/ingest/manifests/unsharded.parquet")
-    return out
-
-
-def report_files(manifests: dict[str, list[str]], until: str | None = None) -> list[str]:
-    """The manifest files of every stage, or of the stages up to and including ``until``."""
-    stages = list(manifests)
-    if until is not None:
-        stages = stages[: stages.index(until) + 1]
-    return [f for s in stages for f in manifests[s]]

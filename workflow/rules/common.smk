@@ -25,8 +25,6 @@ from animefaces.wiring import (  # noqa: E402
     pack_params,
     pack_targets,
     rank_network,
-    report_files,
-    report_manifests,
     runtime_params,
     runtime_value,
     train_data,

@@ -1,5 +1,7 @@
 # Duplicate removal: ONE global job over every shard's clean manifest (near duplicates cross shards).
 # Exact duplicates by decoded pixels / file bytes, near duplicates by perceptual hash (sub-quadratic search).
+# The command names the run's shards (--results/--shards), not its 2,000 files: a job's command is one argument to
+# bash, which Linux caps at 128 KB (animefaces.manifest.shard_manifests).
 
 
 rule dedup:
@@ -18,7 +20,9 @@ rule dedup:
     resources:
         mem_mb=4000,
     params:
+        res=RES,
+        shards=config["shards"]["count"],
         cfg=section_json(config, "dedup"),
     shell:
-        "python -m animefaces.dedup --inputs {input.manifests:q} --outputs {output.manifests:q}"
+        "python -m animefaces.dedup --results {params.res:q} --shards {params.shards}"
         " --pairs {output.pairs:q} --params {params.cfg:q} > {log:q} 2>&1"

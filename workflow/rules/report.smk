@@ -7,14 +7,14 @@ report: "../report/workflow.rst"
 
 
 REPORT_DIR = f"{RES}/report"
-# Every stage manifest, in ledger.STAGES order: the funnel and the drop sheets read the whole ledger. They reach
-# the jobs as params, not inputs: a rule's input is looked up among the outputs of ingest and dedup (one job each
-# with a file per shard) by a scan of those outputs, so thousands of inputs made the 1000-shard DAG quadratic
-# (BENCHMARKS.md, "5M-post plan"). The inputs are the fan-in files that are newer than every one of those manifests
-# whenever any of them changes (select's manifest: after every normalise, dedup, clean, crop and ingest job;
-# dedup's pairs: after every dedup, clean, crop and ingest job), plus ingest's unsharded file, which no later stage
-# reads. A deleted manifest reruns its own job (a target of `rule all` or the input of the next stage), hence these.
-REPORT_MANIFESTS = report_manifests(RES, SHARDS)
+# Every stage manifest, in ledger.STAGES order: the funnel and the drop sheets read the whole ledger. The jobs get
+# the run's results folder and shard count (animefaces.ledger.ledger_manifests lists exactly its files), neither
+# 5,001 inputs (each looked up by a scan of ingest's and dedup's 1,000 outputs: a quadratic DAG build) nor 5,001
+# paths on the command line (~200 KB at 1000 shards; Linux caps one argument, the command bash runs, at 128 KB).
+# The inputs are the fan-in files that are newer than every one of those manifests whenever any of them changes
+# (select's manifest: after every normalise, dedup, clean, crop and ingest job; dedup's pairs: after every dedup,
+# clean, crop and ingest job), plus ingest's unsharded file, which no later stage reads. A deleted manifest reruns
+# its own job (a target of `rule all` or the input of the next stage), hence these.
 REPORT_LEDGER = [
     f"{RES}/ingest/manifests/unsharded.parquet",
     f"{RES}/select/manifests/all.parquet",
@@ -52,9 +52,10 @@ rule report_funnel:
     conda:
         "../../envs/report.yaml"
     params:
-        manifests=report_files(REPORT_MANIFESTS),
+        res=RES,
+        shards=config["shards"]["count"],
     shell:
-        "python -m animefaces.report funnel {params.manifests:q} --tsv {output.tsv:q} --html {output.html:q}"
+        "python -m animefaces.report funnel {params.res:q} --shards {params.shards} --tsv {output.tsv:q} --html {output.html:q}"
         " --png {output.png:q} > {log:q} 2>&1"
 
 
@@ -93,9 +94,10 @@ rule report_drops:
     conda:
         "../../envs/report.yaml"
     params:
-        manifests=report_files(REPORT_MANIFESTS),
+        res=RES,
+        shards=config["shards"]["count"],
     shell:
-        "python -m animefaces.report drops {params.manifests:q} --out {output:q} > {log:q} 2>&1"
+        "python -m animefaces.report drops {params.res:q} --shards {params.shards} --out {output:q} > {log:q} 2>&1"
 
 
 rule report_pairs:
@@ -113,9 +115,10 @@ rule report_pairs:
     conda:
         "../../envs/report.yaml"
     params:
-        manifests=report_files(REPORT_MANIFESTS, until="dedup"),
+        res=RES,
+        shards=config["shards"]["count"],
     shell:
-        "python -m animefaces.report pairs {params.manifests:q} --out {output:q} > {log:q} 2>&1"
+        "python -m animefaces.report pairs {params.res:q} --shards {params.shards} --out {output:q} > {log:q} 2>&1"
 
 
 rule report_cards:

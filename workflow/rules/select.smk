@@ -28,11 +28,13 @@ rule select:
     resources:
         mem_mb=2000,
     params:
+        res=RES,
+        shards=config["shards"]["count"],
         cfg=section_json(config, "select"),
         scores=f"--scores {RANK_SCORES}" if SELECT_SCORES else "",
         runtime=runtime_params(config, "select"),
     shell:
-        "python -m animefaces.select --manifests {input.manifests:q} --classes {input.classes:q}"
+        "python -m animefaces.select --results {params.res:q} --shards {params.shards} --classes {input.classes:q}"
         " --manifest-out {output.manifest:q} --dataset-out {output.dataset:q}"
         " --params {params.cfg:q} --runtime {params.runtime:q} --threads {threads}"
         " {params.scores} > {log:q} 2>&1"

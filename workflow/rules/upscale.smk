@@ -20,9 +20,11 @@ rule upscale_train:
     resources:
         mem_mb=6000,
     params:
+        res=RES,
+        shards=config["shards"]["count"],
         cfg=upscale_train_params(config),
         runtime=runtime_params(config, "normalise"),
     shell:
-        "python -m animefaces.upscale_train --manifests {input.manifests:q} --out {output.model:q}"
+        "python -m animefaces.upscale_train --results {params.res:q} --shards {params.shards} --out {output.model:q}"
         " --report {output.report:q} --params {params.cfg:q} --runtime {params.runtime:q} --threads {threads}"
         " > {log:q} 2>&1"

@@ -1,7 +1,8 @@
 """Dedup stage (one global job): exact and near-duplicate removal across all shards.
 
 ``python -m animefaces.dedup --inputs RES/clean/manifests/000.parquet ... --outputs RES/dedup/manifests/000.parquet
-... --pairs RES/dedup/pairs.parquet --params '{"max_distance": 8}'``
+... --pairs RES/dedup/pairs.parquet --params '{"max_distance": 8}'``, or ``--results RES --shards N`` for the
+clean -> dedup manifests of every shard of the run (what the rule passes).
 
 Modules: :mod:`.hashing` (pixel/file/perceptual hashes, computed by the clean stage), :mod:`.index` (sub-quadratic
 Hamming search), :mod:`.core` (grouping and the survivor rule; see its docstring).
@@ -16,8 +17,8 @@ import time
 from pathlib import Path
 
 from ..atomic import atomic_path
-from ..cliflags import add_section_flags, section_or_exit
-from ..manifest import read_manifest, write_manifest
+from ..cliflags import add_section_flags, add_shard_set_flags, section_or_exit, shard_set_or_exit
+from ..manifest import read_manifest, shard_manifests, write_manifest
 from ..progress import track
 from .core import EXACT, NEAR, dedup_manifests, find_duplicates
 from .index import all_pairs, near_pairs, plan
@@ -30,11 +31,17 @@ def main(argv: list[str] | None = None) -> int:
         prog="animefaces dedup",
         description="Drop exact and near duplicates across every shard's clean manifest (one global job).",
     )
-    ap.add_argument("--inputs", nargs="+", required=True, help="clean manifests, one per shard")
-    ap.add_argument("--outputs", nargs="+", required=True, help="dedup manifests, same order and count as --inputs")
+    ap.add_argument("--inputs", nargs="+", help="clean manifests, one per shard")
+    ap.add_argument("--outputs", nargs="+", help="dedup manifests, same order and count as --inputs")
     ap.add_argument("--pairs", required=True, help="Parquet table of every duplicate pair found")
+    add_shard_set_flags(ap)
     add_section_flags(ap, "dedup")
     args = ap.parse_args(argv)
+    if shard_set_or_exit(ap, args, args.inputs or args.outputs):
+        args.inputs = shard_manifests(args.results, "clean", args.shards)
+        args.outputs = shard_manifests(args.results, "dedup", args.shards)
+    elif not (args.inputs and args.outputs):
+        ap.error("--inputs and --outputs go together")
     if len(args.inputs) != len(args.outputs):
         ap.error(f"--inputs has {len(args.inputs)} files but --outputs has {len(args.outputs)}")
     params = section_or_exit(ap, args, "dedup")

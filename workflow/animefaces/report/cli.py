@@ -6,9 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..ledger import ledger_manifests
 from . import cards, funnel, samples, sheets, training
 
 SOURCES_HELP = "a results directory (e.g. results/demo) or stage manifest files"
+SHARDS_HELP = (
+    "the run's shards.count: read exactly its manifests under the one results directory given (what the rules "
+    "pass; without it every manifest file found there is read)"
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -20,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("funnel", help="ledger funnel: TSV, HTML table and bar chart")
     p.add_argument("sources", nargs="+", help=SOURCES_HELP)
+    p.add_argument("--shards", type=int, metavar="N", help=SHARDS_HELP)
     p.add_argument("--tsv")
     p.add_argument("--html")
     p.add_argument("--png")
@@ -31,11 +37,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("drops", help="one contact sheet per (stage, drop reason): <out>/<stage>-<reason>.png")
     p.add_argument("sources", nargs="+", help=SOURCES_HELP)
+    p.add_argument("--shards", type=int, metavar="N", help=SHARDS_HELP)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("-n", type=int, default=32, help="examples per reason (default 32)")
 
     p = sub.add_parser("pairs", help="duplicate pairs side by side with their distance")
     p.add_argument("sources", nargs="+", help=SOURCES_HELP)
+    p.add_argument("--shards", type=int, metavar="N", help=SHARDS_HELP)
     p.add_argument("--out", required=True)
     p.add_argument("-n", type=int, default=24, help="pairs to show (default 24)")
 
@@ -93,7 +101,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def run_manifests(sources: list[str], shards: int, until: str | None = None) -> list[Path]:
+    """The manifests of a run with ``shards.count = shards`` under the one results directory in ``sources``."""
+    if len(sources) != 1 or not Path(sources[0]).is_dir():
+        raise ValueError(f"--shards takes one results directory, got {' '.join(sources)}")
+    return ledger_manifests(sources[0], shards, until=until)
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.command in ("funnel", "drops", "pairs") and args.shards is not None:
+        args.sources = run_manifests(args.sources, args.shards, until="dedup" if args.command == "pairs" else None)
     if args.command == "kept":
         args.dataset = in_results(args.dataset, "select/dataset.parquet")
     elif args.command == "training":
