@@ -439,6 +439,7 @@ SNAKEFILE = """
 import sys
 sys.path.insert(0, {package!r})
 from animefaces.config import section_json
+from animefaces.wiring import results_of
 shell.prefix("export PYTHONPATH={package}; ")
 config = {{"dataset": {{"name": "synth", "root": "mirror"}}, "shards": {{"count": 1}},
           "pack": {{"formats": ["hdf5", "zip"]}}}}

@@ -95,6 +95,18 @@ def input_folder(name: str) -> Callable[..., str]:
     return folder
 
 
+def results_of(name: str) -> Callable[..., str]:
+    """A rule ``params`` function: the results folder RES of the run, from the stage manifest
+    ``RES/<stage>/manifests/<shard>.parquet`` that is the first file of the rule's input ``name`` (for the commands
+    that take ``--results RES --shards N``; derived from a file, as Snakemake's linter asks of path params)."""
+
+    def results(wildcards: Any, input: Any) -> str:
+        files = getattr(input, name)
+        return str(Path(files if isinstance(files, str) else files[0]).parents[2])
+
+    return results
+
+
 def rank_network(config: dict) -> list[str]:
     """The frozen discriminator the rank rule reads: ``[rank.network]``, or ``[]`` when unset (no ranking)."""
     network = config["rank"]["network"]

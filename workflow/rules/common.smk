@@ -25,6 +25,7 @@ from animefaces.wiring import (  # noqa: E402
     pack_params,
     pack_targets,
     rank_network,
+    results_of,
     runtime_params,
     runtime_value,
     train_data,

@@ -20,7 +20,7 @@ rule dedup:
     resources:
         mem_mb=4000,
     params:
-        res=RES,
+        res=results_of("manifests"),
         shards=config["shards"]["count"],
         cfg=section_json(config, "dedup"),
     shell:

@@ -52,7 +52,7 @@ rule report_funnel:
     conda:
         "../../envs/report.yaml"
     params:
-        res=RES,
+        res=results_of("ledger"),
         shards=config["shards"]["count"],
     shell:
         "python -m animefaces.report funnel {params.res:q} --shards {params.shards} --tsv {output.tsv:q} --html {output.html:q}"
@@ -94,7 +94,7 @@ rule report_drops:
     conda:
         "../../envs/report.yaml"
     params:
-        res=RES,
+        res=results_of("ledger"),
         shards=config["shards"]["count"],
     shell:
         "python -m animefaces.report drops {params.res:q} --shards {params.shards} --out {output:q} > {log:q} 2>&1"
@@ -115,7 +115,7 @@ rule report_pairs:
     conda:
         "../../envs/report.yaml"
     params:
-        res=RES,
+        res=results_of("ledger"),
         shards=config["shards"]["count"],
     shell:
         "python -m animefaces.report pairs {params.res:q} --shards {params.shards} --out {output:q} > {log:q} 2>&1"

@@ -28,7 +28,7 @@ rule select:
     resources:
         mem_mb=2000,
     params:
-        res=RES,
+        res=results_of("manifests"),
         shards=config["shards"]["count"],
         cfg=section_json(config, "select"),
         scores=f"--scores {RANK_SCORES}" if SELECT_SCORES else "",

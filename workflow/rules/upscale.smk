@@ -20,7 +20,7 @@ rule upscale_train:
     resources:
         mem_mb=6000,
     params:
-        res=RES,
+        res=results_of("manifests"),
         shards=config["shards"]["count"],
         cfg=upscale_train_params(config),
         runtime=runtime_params(config, "normalise"),
