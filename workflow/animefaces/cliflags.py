@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from .config import ConfigError, deep_update, merge_runtime, read_config_file, section_schema, validate_config
+from .shards import check_count
 
 DEST_PREFIX = "cfg__"
 EXIT_CONFIG = 2  # a config or usage error (argparse uses 2 too)
@@ -221,8 +222,6 @@ def shard_set_or_exit(ap: argparse.ArgumentParser, args: argparse.Namespace, lis
     if not named and not listed:
         ap.error("give the manifest files, or --results RES --shards N")
     if named:
-        from .shards import check_count
-
         try:
             check_count(args.shards)
         except ValueError as exc:

@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from .atomic import atomic_path
+from .shards import shard_names
 
 KEPT = "kept"
 DROPPED = "dropped"
@@ -44,8 +45,6 @@ def shard_manifests(results: str | os.PathLike[str], stage: str, shard_count: in
     the stage's rules declare. Global steps take ``--results RES --shards N`` and build this list themselves, so
     their command line does not grow with the shard count (5,001 paths are ~200 KB, over Linux's 128 KB limit on
     one argument, and Snakemake passes a job's whole command to ``bash -c`` as one)."""
-    from .shards import shard_names
-
     return [manifest_path(results, stage, shard) for shard in shard_names(shard_count)]
 
 
