@@ -5,6 +5,7 @@ workflow wiring (a ranking cut reruns only rank's consumers: select and the pack
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -99,13 +100,31 @@ def normalised(root: Path, name: str, n: int = 12, size: int = 32, shards: int =
     return ids
 
 
-def test_drop_bottom_fraction_and_exclude_list_remove_exactly_the_named_items(tmp_path, monkeypatch):
+@pytest.fixture
+def ranked(tmp_path, monkeypatch) -> tuple[Path, list[str], dict, pd.DataFrame]:
+    """12 normalised faces over 2 shards in tmp_path/results/r (the working directory), ranked by a fresh D:
+    (RES, its normalise manifests, the rank params, the ranking table)."""
     monkeypatch.chdir(tmp_path)
     normalised(tmp_path, "r", n=12)
     res = Path("results/r")
     manifests = sorted(str(p) for p in (res / "normalise" / "manifests").glob("*.parquet"))
     params = {**defaults()["rank"], "network": str(save_d(tmp_path / "d.pt"))}
     table = rank.run(manifests, params, str(res / "rank" / "scores.parquet"), str(res / "rank" / "sheets"))
+    return res, manifests, params, table
+
+
+def test_cli_names_the_runs_shards_and_writes_the_same_table(ranked):
+    """What the rule passes (``--results RES --shards N``) ranks exactly the listed manifests."""
+    res, manifests, params, _ = ranked
+    argv = ["--sheets", "cli_sheets", "--params", json.dumps(params)]
+    assert rank.main(["--results", str(res), "--shards", "2", "--out", "named.parquet", *argv]) == 0
+    assert rank.main(["--manifests", *manifests, "--out", "listed.parquet", *argv]) == 0
+    fixture_table = (res / "rank" / "scores.parquet").read_bytes()
+    assert Path("named.parquet").read_bytes() == Path("listed.parquet").read_bytes() == fixture_table
+
+
+def test_drop_bottom_fraction_and_exclude_list_remove_exactly_the_named_items(ranked):
+    res, manifests, _, table = ranked
     assert len(table) == 12 and table["rank"].tolist() == list(range(1, 13))
     assert table["score_mean"].is_monotonic_increasing
     assert (res / "rank" / "sheets" / "bottom.png").exists() and (res / "rank" / "sheets" / "top.png").exists()
@@ -174,17 +193,12 @@ def test_ranking_cut_reruns_only_select_and_the_packs(tmp_path):
     assert planned_jobs(wd) == {"rank": 1, "select": 1, **dict.fromkeys(PACK_RULES, 1), "all": 1}
 
 
-def test_sheets_print_each_items_id_under_it_and_go_into_the_report(tmp_path, monkeypatch):
+def test_sheets_print_each_items_id_under_it_and_go_into_the_report(ranked, tmp_path, monkeypatch):
     """The bottom/top sheets carry each item's id (in rank order) drawn under its face, and the rank rule hands
     them to ``snakemake --report`` (category "6. Discriminator ranking")."""
     from animefaces.report import images
 
-    monkeypatch.chdir(tmp_path)
-    normalised(tmp_path, "r", n=12)
-    res = Path("results/r")
-    manifests = sorted(str(p) for p in (res / "normalise" / "manifests").glob("*.parquet"))
-    params = {**defaults()["rank"], "network": str(save_d(tmp_path / "d.pt"))}
-    table = rank.run(manifests, params, str(res / "rank" / "scores.parquet"), str(res / "rank" / "sheets"))
+    _, _, _, table = ranked
     captured = []
     real = images.contact_sheet
 

@@ -4,7 +4,7 @@ Snakemake runs a job's command as ONE argument to ``bash -c``, and Linux caps on
 (MAX_ARG_STRLEN): a rule that put every shard's manifest on its command line (the report's funnel took 5,001 paths,
 ~209 KB at 1000 shards) fails with "Argument list too long" before it starts. The global steps take
 ``--results RES --shards N`` instead (``animefaces.manifest.shard_manifests``). Checked on the real rule files by a
-dry run of the whole workflow, the learned upscaler included, at 4 and at 1000 shards.
+dry run of the whole workflow, the learned upscaler and the ranking included, at 4 and at 1000 shards.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ MAX_ARG_STRLEN = 128 * 1024
 
 def longest_commands(workdir: Path, shards: int) -> dict[str, int]:
     """{rule: length of its longest shell command} in a dry run with ``shards`` shards."""
-    write_config(workdir, {"shards": {"count": shards}, "normalise": {"upscale": {"backend": "learned"}}})
+    (workdir / "frozen-d.pt").touch()  # rank.network: a file no rule writes; the rank rule joins the DAG
+    config = {"shards": {"count": shards}, "normalise": {"upscale": {"backend": "learned"}}}
+    write_config(workdir, {**config, "rank": {"network": "frozen-d.pt"}})
     out = snakemake(workdir, "-n", "-p", "--notemp", timeout=600)
     longest: dict[str, int] = {}
     rule = None
@@ -40,7 +42,7 @@ def test_no_job_command_grows_with_the_shard_count(tmp_path):
     small = longest_commands(wd, 4)
     large = longest_commands(wd, 1000)
     assert set(large) == set(small)
-    assert {"dedup", "select", "upscale_train", "report_funnel", "report_drops", "report_pairs"} <= set(large)
+    assert {"dedup", "rank", "select", "upscale_train", "report_funnel", "report_drops", "report_pairs"} <= set(large)
     grown = {rule: (small[rule], large[rule]) for rule in large if large[rule] > small[rule] + 3}  # "4" -> "1000"
     assert not grown, f"commands that grow with the shard count (4 -> 1000 shards): {grown}"
     assert max(large.values()) < MAX_ARG_STRLEN // 16

@@ -32,8 +32,9 @@ import torch
 from PIL import Image
 
 from .atomic import atomic_path
-from .cliflags import add_section_flags, section_or_exit
+from .cliflags import add_section_flags, add_shard_set_flags, section_or_exit, shard_set_or_exit
 from .config import fill_defaults
+from .manifest import shard_manifests
 from .select import load_items
 
 STAGE = "rank"
@@ -246,12 +247,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"froze the discriminator to {dst}; set rank.network: {dst} and rerun the workflow")
         return 0
     ap = argparse.ArgumentParser(prog="animefaces rank", description="Score every normalised face with a trained D.")
-    ap.add_argument("--manifests", nargs="+", required=True, help="normalise manifests (RES/normalise/manifests/*)")
+    ap.add_argument("--manifests", nargs="+", help="normalise manifests (RES/normalise/manifests/*)")
     ap.add_argument("--out", required=True, help="ranking table to write (RES/rank/scores.parquet)")
     ap.add_argument("--sheets", required=True, help="folder for bottom.png / top.png (RES/rank/sheets)")
     ap.add_argument("--threads", type=int, default=1)
+    add_shard_set_flags(ap)
     add_section_flags(ap, STAGE)
     args = ap.parse_args(argv)
+    if shard_set_or_exit(ap, args, args.manifests):
+        args.manifests = shard_manifests(args.results, "normalise", args.shards)
     params = section_or_exit(ap, args, STAGE)  # a config error: one line naming the key, exit 2
     try:
         run(args.manifests, params, args.out, args.sheets, args.threads)

@@ -35,10 +35,12 @@ rule rank:
     resources:
         mem_mb=4000,
     params:
+        res=results_of("manifests"),
+        shards=config["shards"]["count"],
         cfg=section_json(config, "rank"),
         sheets=output_folder("bottom"),
     shell:
-        "python -m animefaces.rank --manifests {input.manifests:q} --out {output.scores:q}"
+        "python -m animefaces.rank --results {params.res:q} --shards {params.shards} --out {output.scores:q}"
         " --sheets {params.sheets:q} --params {params.cfg:q} --threads {threads} > {log:q} 2>&1"
 
 
