@@ -6,8 +6,10 @@
 
 1. ingest: ``danbooru_synth`` metadata in both schemas (20% nested, 80% flat; generated from scratch in --work, not
    timed) through ``python -m animefaces.ingest`` (what the rule runs), 1000 shards, against an empty mirror (every
-   post ends ``missing_file``: the parsing, checks and ledger cost; the file index costs ~1-2 us per file more):
-   wall, CPU, peak RSS.
+   post ends ``missing_file``: the parsing, checks and ledger cost; the file index costs ~1-2 us per file more),
+   with each ``--threads`` value (default 1 and 2) and ``--ingest-baseline DIR`` (another checkout, serial)
+   alternately, ``--ingest-reps`` runs each: wall, CPU (the job's own report: its main process and its reader
+   processes), peak RSS of the main process; medians.
 2. ``snakemake -n`` of the whole workflow with ``shards.count: 1000`` (also with ``shards.fuse: true``) and with
    the demo's 4 (demo config otherwise, written to --work/dag): wall and CPU, interleaved, ``--dag-reps`` runs each,
    medians; ``--dag-baseline DIR`` times another checkout (e.g. ``git archive`` of an older commit) alongside.
@@ -32,7 +34,10 @@ sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def bench_ingest(work: Path, records: int) -> dict:
+def bench_ingest(work: Path, records: int, threads: list[int], reps: int, baseline: Path | None = None) -> dict:
+    """Generate the metadata once (from scratch), then run the ingest job with each ``--threads`` value (and
+    ``baseline``'s package, serially, when given) alternately ``reps`` times: wall, CPU of the job (its own
+    ``cpu_seconds`` report: the main process and the reader processes), peak RSS of the main process; medians."""
     from danbooru_synth import write
 
     meta = work / "metadata"
@@ -41,31 +46,46 @@ def bench_ingest(work: Path, records: int) -> dict:
     made = write(meta, records, "mixed")
     gen_s = time.perf_counter() - t0
     (work / "mirror" / "original").mkdir(parents=True)
-    out = work / "results" / "plan" / "ingest"
     dataset = {"source": "danbooru", "root": str(work / "mirror"), "metadata": [str(meta)]}
-    cmd = [sys.executable, "-m", "animefaces.ingest", "--out", str(out), "--dataset", json.dumps(dataset),
-           "--filter", "{}", "--classes", "{}", "--shards", "1000", "--log-level", "WARNING"]  # fmt: skip
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=dict(os.environ, PYTHONPATH=str(REPO / "workflow")))  # fmt: skip
-    stdout = proc.stdout.read()  # type: ignore[union-attr]
-    stderr = proc.stderr.read()  # type: ignore[union-attr]
-    _, status, ru = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"ingest failed: {stderr.decode()[-2000:]}")
-    summary = json.loads(stdout)
-    return {
-        "records": summary["records"],
-        "metadata_mb": round(sum(size for _, size, _ in made) / 2**20),
-        "generate_s": round(gen_s, 1),
-        "wall_s": round(wall, 1),
-        "cpu_s": round(ru.ru_utime + ru.ru_stime, 1),
-        "records_per_s_per_core": round(summary["records"] / (ru.ru_utime + ru.ru_stime)),
-        "peak_rss_mb": round(ru.ru_maxrss / 1024),
-        "shapes": summary["shapes"],
-        "stage_seconds_wall": summary["seconds"],
-    }
+    variants = [(f"threads={t}", REPO, t) for t in threads]
+    if baseline is not None:
+        variants.append((f"baseline {baseline.name}", baseline, 1))
+    runs: dict[str, list[dict]] = {name: [] for name, _, _ in variants}
+    for _ in range(reps):
+        for name, tree, t in variants:
+            out = work / "results" / "plan" / "ingest"
+            shutil.rmtree(out, ignore_errors=True)
+            cmd = [sys.executable, "-m", "animefaces.ingest", "--out", str(out), "--dataset", json.dumps(dataset),
+                   "--filter", "{}", "--classes", "{}", "--shards", "1000", "--log-level", "WARNING"]  # fmt: skip
+            if tree == REPO:
+                cmd += ["--threads", str(t)]
+            t1 = time.perf_counter()
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    env=dict(os.environ, PYTHONPATH=str(tree / "workflow")))  # fmt: skip
+            stdout, stderr = proc.communicate()
+            wall = time.perf_counter() - t1
+            if proc.returncode:
+                raise SystemExit(f"ingest ({name}) failed: {stderr.decode()[-2000:]}")
+            summary = json.loads(stdout)
+            cpu = summary.get("cpu_seconds") or {}
+            runs[name].append({"wall_s": wall, "cpu": cpu, "summary": summary})
+            print(json.dumps({name: round(wall, 1), "cpu": cpu}), flush=True)
+    report = {"records": records, "metadata_mb": round(sum(size for _, size, _ in made) / 2**20),
+              "generate_s": round(gen_s, 1), "reps": reps}  # fmt: skip
+    med = statistics.median
+    for name, got in runs.items():
+        entry = {"wall_s_median": round(med(r["wall_s"] for r in got), 1),
+                 "wall_s_all": [round(r["wall_s"], 1) for r in got]}  # fmt: skip
+        if "main" in got[0]["cpu"]:  # (a baseline older than the job's own CPU report has none)
+            cpu = [r["cpu"]["main"] + r["cpu"]["reader_processes"] for r in got]
+            entry.update(cpu_s_median=round(med(cpu), 1), records_per_cpu_s=round(records / med(cpu)),
+                         cpu_main_s_median=round(med(r["cpu"]["main"] for r in got), 1),
+                         peak_rss_mb_main_max=max(r["cpu"]["peak_rss_mb"] for r in got))  # fmt: skip
+        last = got[-1]["summary"]
+        entry.update(records=last["records"], stage_seconds_wall_last=last["seconds"],
+                     chunks_by_reader_processes=last.get("chunks_by_reader_processes", 0))  # fmt: skip
+        report[name] = entry
+    return report
 
 
 def dag_config(work: Path, shards: int, fuse: bool = False) -> Path:
@@ -186,6 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=Path("/tmp/plan5m"))
     ap.add_argument("--dag-reps", type=int, default=3)
     ap.add_argument("--dag-baseline", type=Path, help="another checkout whose DAG to time side by side (unfused)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="ingest --threads values to compare")
+    ap.add_argument("--ingest-reps", type=int, default=2)
+    ap.add_argument("--ingest-baseline", type=Path, help="another checkout whose (serial) ingest to time alongside")
     ap.add_argument("--skip-ingest", action="store_true")
     ap.add_argument("--skip-dag", action="store_true")
     ap.add_argument("--skip-index", action="store_true")
@@ -198,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         report["near_dup_index"] = bench_index(args.hashes)
         print(json.dumps(report), flush=True)
     if not args.skip_ingest:
-        report["ingest"] = bench_ingest(args.work, args.records)
+        report["ingest"] = bench_ingest(args.work / "ingest", args.records, args.threads, args.ingest_reps,
+                                        args.ingest_baseline)  # fmt: skip
     print(json.dumps(report, indent=1))
     return 0
 

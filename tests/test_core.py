@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from animefaces import ledger, shards
 from animefaces.atomic import atomic_path
 from animefaces.config import ConfigError, defaults, validate_config
-from animefaces.manifest import StageRows, manifest_path, read_kept, write_manifest
+from animefaces.manifest import StageRows, manifest_path, read_kept, write_manifest, write_manifest_table
 
 
 def test_shards_partition_all_buckets():
@@ -91,3 +92,49 @@ def test_config_defaults_and_errors_name_the_key():
         validate_config({"shards": {"nonsense": 1}})
     with pytest.raises(ConfigError, match=r"shards.count"):
         validate_config({"shards": {"count": "four"}})
+
+
+def _frame_and_table() -> tuple[pd.DataFrame, pa.Table]:
+    rows = StageRows("ingest", "003")
+    rows.kept(5, "5", "p.jsonl:1", path="/m/original/0005/5.png", width=512)
+    rows.dropped(6, "6", "p.jsonl:2", "missing_file", {"path": "/m/original/0006/6.png"})
+    rows.dropped(None, "p.jsonl:3", "p.jsonl:3", "malformed_record", {"error": "Expecting value"})
+    frame = rows.frame(["path", "width"])
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = table.cast(pa.schema([pa.field(f.name, pa.string() if f.name != "post_id" and f.name != "width"
+                                           else pa.int64()) for f in table.schema]))  # fmt: skip
+    return frame, table.replace_schema_metadata(None)
+
+
+def test_manifest_from_arrow_reads_back_as_the_pandas_written_one(tmp_path):
+    """Ingest writes its thousand manifests from Arrow, not via pandas (its strings as ``string``, its integers
+    as ``Int64``): the same bytes as the pandas round trip it replaced, and the same frame read back."""
+    _, table = _frame_and_table()
+    typed = {pa.string(): pd.StringDtype(), pa.int64(): pd.Int64Dtype()}
+    frame = table.to_pandas(types_mapper=typed.get)
+    write_manifest(frame, tmp_path / "a.parquet")
+    write_manifest_table(table, tmp_path / "b.parquet")
+    assert (tmp_path / "a.parquet").read_bytes() == (tmp_path / "b.parquet").read_bytes()
+    back = pd.read_parquet(tmp_path / "b.parquet")
+    pd.testing.assert_frame_equal(back, frame)
+    assert str(back["width"].dtype) == "Int64" and str(back["path"].dtype) == "string"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda t: t.drop_columns(["reason"]), r"missing ledger columns \['reason'\]"),
+        (lambda t: t.set_column(5, "status", pa.array(["kept", "gone", "dropped"])), "found \\['gone'\\]"),
+        (lambda t: t.set_column(5, "status", pa.array(["kept", None, "dropped"])), "no status"),
+        (lambda t: t.set_column(6, "reason", pa.array([None, "", "x"])), "without a reason, e.g. item '6'"),
+        (lambda t: t.set_column(1, "item_id", pa.array(["5", "x", "x"])), "appear twice, e.g. 'x'"),
+    ],
+)
+def test_manifest_rules_hold_for_frames_and_tables(tmp_path, change, message):
+    frame, table = _frame_and_table()
+    bad = change(table)
+    with pytest.raises(ValueError, match=message):
+        write_manifest_table(bad, tmp_path / "t.parquet")
+    with pytest.raises(ValueError, match=message):
+        write_manifest(bad.to_pandas(), tmp_path / "f.parquet")
+    assert not list(tmp_path.iterdir())

@@ -4,11 +4,13 @@ manifests, the HDF5/zip packs, the TFRecord temp folder, the MP4 writer, snapsho
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from animefaces.atomic import remove_stale_temps, write_bytes
+from animefaces.atomic import remove_stale_temps, remove_stale_temps_of, write_bytes
+from animefaces.ingest import ingest
 from animefaces.manifest import StageRows, write_manifest
 from animefaces.pack.hdf5 import write_hdf5
 from animefaces.pack.source import SourceImage
@@ -113,3 +115,32 @@ def test_snapshot_writer(tmp_path):
     stale, keep = _leftovers(out, suffix=".tmp")
     save_file(out, {"format": "x"})
     _check(stale, keep)
+
+
+def test_many_targets_in_one_folder_are_cleaned_with_one_listing(tmp_path, monkeypatch):
+    """Ingest and dedup write a thousand manifests into one folder: one listing for all (not one per file, which
+    made the write quadratic), removing exactly what ``remove_stale_temps`` removes for each target."""
+    folder = tmp_path / "ingest" / "manifests"
+    targets = [folder / f"{s:03d}.parquet" for s in range(50)] + [folder / "unsharded.parquet"]
+    made = [_leftovers(t) for t in (targets[0], targets[17], targets[-1])]
+    other = folder / ".other.json.abcdefgh.json"  # another writer's temporary: not ours to remove
+    other.write_bytes(b"keep")
+    listings = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda p: listings.append(p) or real_scandir(p))
+    removed = remove_stale_temps_of(targets)
+    assert listings == [folder]
+    assert sorted(removed) == sorted(stale for stale, _ in made)
+    for stale, keep in made:
+        _check(stale, keep)
+    assert other.exists()
+
+
+def test_ingest_removes_stale_manifest_temporaries(tmp_path):
+    out = tmp_path / "results" / "t" / "ingest"
+    stale, keep = _leftovers(out / "manifests" / "003.parquet")
+    meta = tmp_path / "p.jsonl"
+    meta.write_text('{"id": 3, "file_ext": "png"}\n')
+    ingest(out, {"source": "danbooru", "root": str(tmp_path / "mirror"), "metadata": [str(meta)]}, {}, {}, 4)
+    _check(stale, keep)
+    assert all((out / "manifests" / f"{name}.parquet").exists() for name in ("000", "003", "unsharded"))

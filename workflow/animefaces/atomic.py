@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,31 @@ def remove_stale_temps(target: str | os.PathLike[str], suffix: str | None = None
     removed = []
     for entry in target.parent.iterdir():
         if pattern.fullmatch(entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+def remove_stale_temps_of(targets: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """:func:`remove_stale_temps` for many targets (each with its own suffix), listing each folder once: a writer
+    of a thousand manifests in one folder calls this first and then writes each with ``clean_stale=False``
+    (one listing per file would be quadratic in the folder's size)."""
+    by_folder: dict[Path, list[Path]] = {}
+    for target in map(Path, targets):
+        by_folder.setdefault(target.parent, []).append(target)
+    removed = []
+    for folder, group in by_folder.items():
+        if not folder.is_dir():
+            continue
+        alternatives = "|".join(re.escape(temp_prefix(t)) + _RANDOM + re.escape(t.suffix) for t in group)
+        pattern = re.compile(f"(?:{alternatives})")
+        with os.scandir(folder) as entries:
+            stale = [Path(e.path) for e in entries if e.name.startswith(".") and pattern.fullmatch(e.name)]
+        for entry in stale:
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:

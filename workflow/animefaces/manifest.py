@@ -10,6 +10,7 @@ Layout: ``<results>/<stage>/manifests/<shard>.parquet`` (``unsharded.parquet`` f
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterable
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .atomic import atomic_path
 from .shards import shard_names
@@ -112,27 +116,71 @@ def to_frame(rows: list[dict[str, Any]], extra_columns: Iterable[str] = ()) -> p
 
 
 def check_frame(df: pd.DataFrame, where: str = "manifest") -> None:
+    """The ledger rules of a manifest frame (see :func:`check_table`)."""
     missing = [c for c in LEDGER_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"{where}: missing ledger columns {missing}")
-    bad = set(df["status"].dropna().unique()) - {KEPT, DROPPED}
+    cols = {c: pa.array(df[c].astype("string"), pa.string()) for c in ("status", "reason", "item_id")}
+    check_table(pa.table(cols), where, ledger=False)
+
+
+def check_table(table: pa.Table, where: str = "manifest", ledger: bool = True) -> None:
+    """The ledger rules of a manifest: every ledger column present (``ledger``), status 'kept' or 'dropped' on
+    every row, a reason on every dropped row, no item id twice. The error names the file and an example row."""
+    if ledger:
+        missing = [c for c in LEDGER_COLUMNS if c not in table.column_names]
+        if missing:
+            raise ValueError(f"{where}: missing ledger columns {missing}")
+    status = table.column("status")
+    if status.null_count:
+        raise ValueError(f"{where}: rows with no status")
+    bad = set(pc.unique(status).to_pylist()) - {KEPT, DROPPED}
     if bad:
         raise ValueError(f"{where}: status must be 'kept' or 'dropped', found {sorted(bad)}")
-    if df["status"].isna().any():
-        raise ValueError(f"{where}: rows with no status")
-    no_reason = df[(df["status"] == DROPPED) & (df["reason"].fillna("") == "")]
-    if len(no_reason):
-        raise ValueError(f"{where}: dropped rows without a reason, e.g. item {no_reason['item_id'].iloc[0]!r}")
-    dup = df["item_id"][df["item_id"].duplicated()]
-    if len(dup):
-        raise ValueError(f"{where}: item ids appear twice, e.g. {dup.iloc[0]!r}")
+    no_reason = pc.and_(pc.equal(status, DROPPED), pc.equal(table.column("reason").fill_null(""), ""))
+    if pc.any(no_reason).as_py():
+        item = table.column("item_id").filter(no_reason)[0].as_py()
+        raise ValueError(f"{where}: dropped rows without a reason, e.g. item {item!r}")
+    items = table.column("item_id")
+    if pc.count_distinct(items, mode="all").as_py() != len(items):
+        counts = pc.value_counts(items)
+        dup = counts.field("values").filter(pc.greater(counts.field("counts"), 1))[0].as_py()
+        raise ValueError(f"{where}: item ids appear twice, e.g. {dup!r}")
 
 
-def write_manifest(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Validate the ledger columns and write the table atomically (Parquet, zstd)."""
+def write_manifest(df: pd.DataFrame, path: str | os.PathLike[str], clean_stale: bool = True) -> None:
+    """Validate the ledger columns and write the table atomically (Parquet, zstd). ``clean_stale=False``: the
+    caller already removed the temporaries of killed earlier writes, e.g. with one
+    :func:`~animefaces.atomic.remove_stale_temps_of` for a thousand manifests in one folder."""
     check_frame(df, str(path))
-    with atomic_path(path, suffix=".parquet") as tmp:
+    with atomic_path(path, suffix=".parquet", clean_stale=clean_stale) as tmp:
         df.to_parquet(tmp, index=False, compression="zstd")
+
+
+def write_manifest_table(table: pa.Table, path: str | os.PathLike[str], clean_stale: bool = True) -> None:
+    """:func:`write_manifest` for an Arrow table of manifest columns (strings, int64): the file reads back as the
+    frame :func:`write_manifest` would have written (pandas metadata: ``string`` and ``Int64`` dtypes), without
+    the round trip through pandas (~5 ms per file, which a run with a thousand shards pays a thousand times)."""
+    check_table(table, str(path))
+    table = table.cast(_pandas_schema(tuple(table.schema)))
+    with atomic_path(path, suffix=".parquet", clean_stale=clean_stale) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+@functools.lru_cache(maxsize=16)
+def _pandas_schema(fields: tuple[pa.Field, ...]) -> pa.Schema:
+    """The Arrow schema (with its pandas metadata) pandas writes for a frame of these columns: strings as
+    ``StringDtype``, integers as ``Int64``."""
+    for f in fields:
+        if not (pa.types.is_string(f.type) or pa.types.is_int64(f.type)):
+            raise TypeError(f"manifest column {f.name!r} is {f.type}; expected string or int64")
+    frame = pd.DataFrame(
+        {
+            f.name: pd.Series([], dtype=pd.StringDtype() if pa.types.is_string(f.type) else pd.Int64Dtype())
+            for f in fields
+        }
+    )
+    return pa.Schema.from_pandas(frame, preserve_index=False)
 
 
 def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:

@@ -26,7 +26,7 @@ rule ingest:
         f"{RES}/benchmarks/ingest.tsv"
     conda:
         "../../envs/ingest.yaml"
-    threads: 1
+    threads: 2  # 2 processes decode large plain JSON Lines files; the main one decides and writes
     resources:
         mem_mb=4000,
     params:
@@ -38,7 +38,7 @@ rule ingest:
     shell:
         "python -m animefaces.ingest --out {params.out:q} --dataset {params.dataset:q}"
         " --filter {params.filter:q} --classes {params.classes:q} --shards {params.shards}"
-        " > {log} 2>&1"
+        " --threads {threads} > {log} 2>&1"
 
 
 TARGETS.extend(INGEST_MANIFESTS)

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, remove_stale_temps_of
 from ..cliflags import add_section_flags, add_shard_set_flags, section_or_exit, shard_set_or_exit
 from ..manifest import read_manifest, shard_manifests, write_manifest
 from ..progress import track
@@ -59,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     results, pairs, summary = dedup_manifests(frames, params)
     with atomic_path(args.pairs, suffix=".parquet") as tmp:
         pairs.to_parquet(tmp, index=False, compression="zstd")
+    remove_stale_temps_of(shard_of_output.values())  # (one listing of the folder, not one per manifest)
     for shard, frame in results.items():
-        write_manifest(frame, shard_of_output[shard])
+        write_manifest(frame, shard_of_output[shard], clean_stale=False)
     summary["seconds"] = round(time.perf_counter() - t0, 3)
     print(json.dumps(summary, sort_keys=True), file=sys.stderr)
     return 0

@@ -33,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--filter", dest="filter_", metavar="FILTER", help="the filter config section as JSON")
     ap.add_argument("--classes", help="the classes config section as JSON")
     ap.add_argument("--shards", type=int, help="number of shards (shards.count)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="more than 1: THREADS processes decode large plain JSON Lines files while the main one decides and "
+        "writes (the output does not depend on it)",
+    )
     ap.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     for section in ("dataset", "filter", "classes"):
         add_section_flags(ap, section, common=False)
@@ -64,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"animefaces ingest: give --config or {', '.join(missing)}", file=sys.stderr)
             return 2
         t0 = time.perf_counter()
-        result = ingest(args.out, dataset, filter_section, classes_section, int(shards))
+        result = ingest(args.out, dataset, filter_section, classes_section, int(shards), args.threads)
     except (ConfigError, FilterConfigError, ClassesConfigError, RatingSchemeMismatch, MetadataError) as exc:
         print(f"animefaces ingest: {exc}", file=sys.stderr)
         return 2

@@ -1,11 +1,12 @@
 """The ingest job: stream every metadata record once, decide kept/dropped per post, write the shard manifests.
 
-Memory holds at most ``SPILL_BYTES`` of output rows (compact Arrow tables per shard, no per-row Python objects;
-older rows are moved to a spill file under the output directory and read back shard by shard at the end), a
-bitmap of the post ids seen (duplicate detection), the file index of the mirror (8 bytes per file) and the
-character counts. Records arrive decoded into typed structs (``records.Post``) and are normalised, checked and
-written in vectorised batches of ``BATCH`` records (Arrow/numpy column by column; Python per record only for the
-rare records whose values have unusual types).
+Memory holds at most ``SPILL_BYTES`` of output rows (one compact Arrow table per batch, sorted by shard, no
+per-row Python objects; older rows are moved to an Arrow IPC spill file under the output directory and read back
+shard by shard at the end), a bitmap of the post ids seen (duplicate detection), the file index of the mirror
+(8 bytes per file) and the character counts. Records arrive decoded into typed structs (``records.Post``) and are
+normalised (:func:`parse_batch`), checked and written in vectorised batches of ``BATCH`` records (Arrow/numpy
+column by column; Python per record only for the rare records whose values have unusual types). With ``threads``
+> 1 the decoding and normalising of large plain JSON Lines files runs in reader processes (:mod:`.chunks`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import shutil
 import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,12 +28,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from ..manifest import DROPPED, KEPT, manifest_path, write_manifest
+from ..atomic import remove_stale_temps_of
+from ..manifest import DROPPED, KEPT, manifest_path, write_manifest_table
+from ..parallel import ordered_map
 from ..progress import Progress, track
 from ..shards import N_BUCKETS, check_count, shard_names, shard_of_bucket
 from . import filters as F
+from .chunks import line_chunks, parse_chunk, reader_pool
 from .classes import CharacterNamer, ClassesConfig, top_classes, write_classes
 from .folder import FolderItem, FolderProblem, image_size, iter_folder
 from .mirror import MirrorIndex, image_path, image_paths
@@ -179,6 +184,8 @@ class IngestResult:
     buckets_listed: int = 0
     direct_checks: int = 0
     spill_files: int = 0
+    chunks_by_readers: int = 0  # chunks of plain JSON Lines files decoded by reader processes
+    reader_cpu: float = 0.0  # CPU seconds the reader processes spent on them
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -192,8 +199,77 @@ class IngestResult:
             "buckets_listed": self.buckets_listed,
             "file_checks_by_lstat": self.direct_checks,
             "spill_files": self.spill_files,
+            "chunks_by_reader_processes": self.chunks_by_readers,
+            "cpu_seconds": {
+                "main": round(_own_cpu(), 3),  # this process since it started (imports included)
+                "reader_processes": round(self.reader_cpu, 3),
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),  # (main process)
+            },
             "seconds": {k: round(v, 3) for k, v in self.timings.items()},
         }
+
+
+@dataclass
+class ParsedBatch:
+    """One batch of metadata records, normalised: what the reader hands to the deciding step (picklable, so a
+    reader process can send it). ``numbers`` and the ``n`` of ``unsharded`` are record numbers as the reader
+    counted them (line numbers within the chunk it read, for a chunk of a JSON Lines file)."""
+
+    records: int
+    unsharded: list[tuple[int, str, str]]  # (record number, reason, details json), in record order
+    numbers: np.ndarray  # record number of each row of ``columns``
+    columns: dict[str, pa.Array]  # normalised columns and ``post_id``, one row per post with a usable id
+    shapes: Counter
+
+
+def parse_batch(source: str, ns: list[int], values: list[Any]) -> ParsedBatch:
+    """Normalise one batch of records: those without a usable post id (or not an object, or holding text that
+    is not Unicode) become unsharded rows, in record order; the rest become columns for ``Ingestor._decide``."""
+    unsharded: list[tuple[int, str, str]] = []
+    if set(map(type, values)) <= _POST_TYPES:  # the usual batch: every record decoded as a post
+        objects: list[int] | range = range(len(values))
+        posts = values
+    else:
+        values = [raw_post(v) if type(v) is dict else v for v in values]
+        objects = [i for i, v in enumerate(values) if type(v) in POSTS]
+        posts = [values[i] for i in objects]
+    norm = normalise_batch(posts)
+    good = norm.valid()
+    if len(good) != len(values):  # the rare batch with rows that go to unsharded.parquet
+        bad = dict.fromkeys(range(len(values)))
+        for k in good.tolist():
+            del bad[objects[k]]
+        where = {i: k for k, i in enumerate(objects)}
+        for i in bad:
+            value = values[i]
+            k = where.get(i)
+            if k is None:
+                err = (
+                    value.error
+                    if isinstance(value, Malformed)
+                    else f"record is a JSON {_json_type(value)}, not an object"
+                )
+                details = {"error": err}
+            elif k in norm.unencodable:
+                err = f"field {norm.unencodable[k]!r} is not valid Unicode (a lone surrogate escape)"
+                details = {"error": err}
+            else:
+                details = {"id": describe_bad_id(posts[k].id)}
+            reason = "invalid_id" if k is not None and k not in norm.unencodable else "malformed_record"
+            unsharded.append((ns[i], reason, _dumps(details)))
+    cols = dict(norm.columns)
+    ids = norm.id
+    shapes = norm.shapes
+    numbers = np.asarray(ns, dtype=np.int64)
+    if len(good) != len(posts):
+        take = pa.array(good)
+        cols = {name: col.take(take) for name, col in cols.items()}
+        ids = ids.take(take)
+        shapes = [shapes[k] for k in good.tolist()]
+    if len(good) != len(values):
+        numbers = numbers[np.asarray(objects, dtype=np.int64)[good]]
+    cols["post_id"] = ids
+    return ParsedBatch(len(ns), unsharded, numbers, cols, Counter(shapes))
 
 
 class Ingestor:
@@ -207,8 +283,14 @@ class Ingestor:
         root: str,
         out_dir: str | os.PathLike[str],
         layout: str = "original",
+        threads: int = 1,
     ) -> None:
         self.out_dir = os.fspath(out_dir)
+        # threads > 1: that many reader processes decode large plain JSON Lines files while this one decides and
+        # writes. Not threads - 1: this process waits for the readers part of the time, and on 2 cores 2 readers
+        # beat 1 (5M records: BENCHMARKS.md, "Ingest at 5M"); with 1 thread, reading in-process is cheapest.
+        self.readers = int(threads) if int(threads) > 1 else 0
+        self._pool: Executor | None = None
         self.cfg = filter_cfg
         self.classes_cfg = classes_cfg
         self.count = check_count(shard_count)
@@ -219,11 +301,14 @@ class Ingestor:
         self.seen = SeenIds()
         self.namer = CharacterNamer(classes_cfg.aliases)
         self.char_counts: Counter[str] = Counter()
-        self.parts: list[list[pa.Table]] = [[] for _ in self.names]  # output rows held in memory, per shard
+        # output rows held in memory: one table per batch, sorted by shard, with each shard's row bounds (a slice
+        # per shard and batch would cost more in object overhead than the rows themselves with 1000 shards)
+        self.held: list[tuple[pa.Table, np.ndarray]] = []
         self.parts_bytes = 0
         self.spill_dir: str | None = None  # older rows, once memory held SPILL_BYTES: <out_dir>/.spill-*/
-        self.spilled: list[list[tuple[str, int]]] = [[] for _ in self.names]  # per shard: (file, row group)
+        self.spilled: list[list[tuple[str, int]]] = [[] for _ in self.names]  # per shard: (spill file, record batch)
         self.spill_files: list[str] = []
+        self._spill_readers: dict[str, pa.ipc.RecordBatchFileReader] = {}
         self.unsharded: list[tuple[str, str, str]] = []  # (item/parent id, reason, details json)
         self.result = IngestResult()
         self.progress: Progress | None = None  # records decided so far (ingest() sets it)
@@ -236,6 +321,15 @@ class Ingestor:
         self.result.counts[reason] += 1
 
     def add_metadata_file(self, path: str | os.PathLike[str]) -> None:
+        chunks = line_chunks(path) if self.readers else None
+        if chunks:
+            try:
+                self._add_chunks(os.fspath(path), chunks)
+            except READ_ERRORS as exc:
+                raise DamagedMetadata(
+                    f"metadata {os.fspath(path)!r} could not be read: {exc}; check the disk, or re-create the file"
+                ) from exc
+            return
         for name, stream in iter_sources(path):
             try:
                 self.add_records(name, iter_record_batches(stream))
@@ -244,6 +338,24 @@ class Ingestor:
                     f"metadata {name!r} (from {os.fspath(path)!r}) is damaged or truncated: {exc}; "
                     "re-download or re-create it"
                 ) from exc
+
+    def _add_chunks(self, path: str, chunks: list[tuple[int, int]]) -> None:
+        """One plain JSON Lines file, its chunks decoded by the reader processes and decided here in file order."""
+        if self._pool is None:
+            self._pool = reader_pool(self.readers)
+        source = os.path.basename(path)
+        offset = 0  # lines of the file before the chunk at hand
+        tasks = ((path, source, start, end, BATCH) for start, end in chunks)
+        t0 = time.perf_counter()
+        for parsed, lines, cpu in ordered_map(_parse_chunk_task, tasks, pool=self._pool, window=2 * self.readers + 1):
+            self._add_time("read", time.perf_counter() - t0)  # (the wait for the readers)
+            for batch in parsed:
+                self._add_parsed(source, batch, offset)
+            offset += lines
+            self.result.chunks_by_readers += 1
+            self.result.reader_cpu += cpu
+            t0 = time.perf_counter()
+        self._add_time("read", time.perf_counter() - t0)
 
     def add_records(self, source: str, batches: Iterable[tuple[list[int], list[Any]]]) -> None:
         """Consume ``(record numbers, values)`` batches from one source (n is the record number used in the
@@ -270,55 +382,21 @@ class Ingestor:
             self._add_batch(source, ns, values)
 
     def _add_batch(self, source: str, ns: list[int], values: list[Any]) -> None:
-        """Normalise one batch of records: those without a usable post id (or not an object, or holding text
-        that is not Unicode) become unsharded rows, in record order; the rest are decided by ``_decide``."""
         t0 = time.perf_counter()
-        self.result.records += len(ns)
-        if set(map(type, values)) <= _POST_TYPES:  # the usual batch: every record decoded as a post
-            objects: list[int] | range = range(len(values))
-            posts = values
-        else:
-            values = [raw_post(v) if type(v) is dict else v for v in values]
-            objects = [i for i, v in enumerate(values) if type(v) in POSTS]
-            posts = [values[i] for i in objects]
-        norm = normalise_batch(posts)
-        good = norm.valid()
-        if len(good) != len(values):  # the rare batch with rows that go to unsharded.parquet
-            bad = dict.fromkeys(range(len(values)))
-            for k in good.tolist():
-                del bad[objects[k]]
-            where = {i: k for k, i in enumerate(objects)}
-            for i in bad:
-                locator, value = f"{source}:{ns[i]}", values[i]
-                k = where.get(i)
-                if k is None:
-                    err = (
-                        value.error
-                        if isinstance(value, Malformed)
-                        else f"record is a JSON {_json_type(value)}, not an object"
-                    )
-                    self._drop_unsharded(locator, "malformed_record", {"error": err})
-                elif k in norm.unencodable:
-                    err = f"field {norm.unencodable[k]!r} is not valid Unicode (a lone surrogate escape)"
-                    self._drop_unsharded(locator, "malformed_record", {"error": err})
-                else:
-                    self._drop_unsharded(locator, "invalid_id", {"id": describe_bad_id(posts[k].id)})
-        cols = dict(norm.columns)
-        ids = norm.id
-        shapes = norm.shapes
-        numbers = np.asarray(ns, dtype=np.int64)
-        if len(good) != len(posts):
-            take = pa.array(good)
-            cols = {name: col.take(take) for name, col in cols.items()}
-            ids = ids.take(take)
-            shapes = [shapes[k] for k in good.tolist()]
-        if len(good) != len(values):
-            numbers = numbers[np.asarray(objects, dtype=np.int64)[good]]
-        self.result.shapes.update(shapes)
+        parsed = parse_batch(source, ns, values)
         self._add_time("read", time.perf_counter() - t0)
-        if len(good):
-            cols["post_id"] = ids
-            self._decide(source, numbers, cols)
+        self._add_parsed(source, parsed)
+
+    def _add_parsed(self, source: str, parsed: ParsedBatch, line_offset: int = 0) -> None:
+        """Take one parsed batch (``line_offset``: lines of the file before the chunk it was parsed from)."""
+        self.result.records += parsed.records
+        for n, reason, details in parsed.unsharded:
+            self.unsharded.append((f"{source}:{n + line_offset}", reason, details))
+            self.result.counts[reason] += 1
+        self.result.shapes.update(parsed.shapes)
+        if len(parsed.columns["post_id"]):
+            numbers = parsed.numbers + line_offset if line_offset else parsed.numbers
+            self._decide(source, numbers, dict(parsed.columns))
 
     def add_folder(self, root: str) -> None:
         """The folder source: one ledger row per file under ``root`` (see :mod:`animefaces.ingest.folder`)."""
@@ -454,11 +532,7 @@ class Ingestor:
         shard_idx = self._shard_of_bucket[ids % N_BUCKETS]
         order = np.argsort(shard_idx, kind="stable")
         table = table.take(pa.array(order))
-        bounds = np.searchsorted(shard_idx[order], np.arange(self.count + 1))
-        for s in range(self.count):
-            lo, hi = int(bounds[s]), int(bounds[s + 1])
-            if hi > lo:
-                self.parts[s].append(table.slice(lo, hi - lo))
+        self.held.append((table, np.searchsorted(shard_idx[order], np.arange(self.count + 1))))
         self.parts_bytes += table.nbytes
         if self.parts_bytes > SPILL_BYTES:
             self._spill()
@@ -524,20 +598,22 @@ class Ingestor:
                         for i in idx.tolist()
                     ]
                 else:
-                    texts = self._missing_details(ids[idx].tolist(), cols["file_ext"].take(take).to_pylist())
+                    texts = self._missing_details(ids[idx], cols["file_ext"].take(take))
             else:  # pragma: no cover - every reason above is handled
                 raise AssertionError(reason)
             for i, text in zip(idx.tolist(), texts, strict=True):
                 details[i] = text
         return details
 
-    def _missing_details(self, ids: list[int], exts: list[str]) -> list[str]:
-        texts = [
-            '{"path": ' + json.dumps(image_path(self.root, pid, ext, self.layout)) + "}"
-            for pid, ext in zip(ids, exts, strict=True)
-        ]
+    def _missing_details(self, ids: np.ndarray, exts: pa.Array) -> list[str]:
+        """``{"path": <where the image should be>}`` per post, built in Arrow: only the root can need JSON
+        escaping (the rest is digits, '/', '.' and an extension that passed ``^[a-z0-9]{1,5}$``), so it is
+        escaped once."""
+        inner = json.dumps(self.root)[1:-1]  # the root as it appears inside a JSON string
+        paths = image_paths(inner, ids, exts, self.layout)
+        texts = pc.binary_join_element_wise('{"path": "', paths, '"}', "").to_pylist()
         if self.mirror.rejected:
-            for k, (pid, ext) in enumerate(zip(ids, exts, strict=True)):
+            for k, (pid, ext) in enumerate(zip(ids.tolist(), exts.to_pylist(), strict=True)):
                 why = self.mirror.rejected.get((pid, ext))
                 if why:
                     texts[k] = _dumps({"path": image_path(self.root, pid, ext, self.layout), "why": why})
@@ -546,42 +622,54 @@ class Ingestor:
     # ---------------------------------------------------------------------------------------- writing
 
     def _spill(self) -> None:
-        """Move the rows held in memory to one Parquet file under ``out_dir`` (one row group per shard), so
-        memory stays bounded whatever the metadata size; ``finish`` reads them back shard by shard."""
+        """Move the rows held in memory to one Arrow IPC file under ``out_dir`` (a record batch per shard: written
+        and read back at about the speed of a copy), so memory stays bounded whatever the metadata size;
+        ``finish`` reads them back shard by shard."""
         t0 = time.perf_counter()
         if self.spill_dir is None:
             os.makedirs(self.out_dir, exist_ok=True)
             self.spill_dir = tempfile.mkdtemp(prefix=".spill-", dir=self.out_dir)
-        path = os.path.join(self.spill_dir, f"{len(self.spill_files):05d}.parquet")
+        path = os.path.join(self.spill_dir, f"{len(self.spill_files):05d}.arrow")
         group = 0
-        with pq.ParquetWriter(path, _PART_SCHEMA, compression="none") as writer:
-            for s, parts in enumerate(self.parts):
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, _PART_SCHEMA) as writer:
+            for s in range(self.count):
+                parts = self._held_rows(s)
                 if not parts:
                     continue
-                table = pa.concat_tables(parts)
-                writer.write_table(table, row_group_size=max(table.num_rows, 1))
-                self.spilled[s].append((path, group))
-                group += 1
-                self.parts[s] = []
+                for batch in pa.concat_tables(parts).combine_chunks().to_batches():
+                    writer.write_batch(batch)
+                    self.spilled[s].append((path, group))
+                    group += 1
         self.spill_files.append(path)
+        self.held = []
         self.parts_bytes = 0
         self._add_time("spill", time.perf_counter() - t0)
 
+    def _held_rows(self, s: int) -> list[pa.Table]:
+        """Shard ``s``'s rows among those held in memory, batch by batch."""
+        parts = []
+        for table, bounds in self.held:
+            lo, hi = int(bounds[s]), int(bounds[s + 1])
+            if hi > lo:
+                parts.append(table.slice(lo, hi - lo))
+        return parts
+
     def _shard_rows(self, s: int) -> pa.Table:
-        """All output rows of shard ``s`` in arrival order: spilled row groups first, then those in memory."""
+        """All output rows of shard ``s`` in arrival order: spilled batches first, then those in memory."""
         tables = []
-        by_file: dict[str, list[int]] = {}
-        for path, group in self.spilled[s]:
-            by_file.setdefault(path, []).append(group)
-        for path in self.spill_files:  # files in spill order, so rows stay in arrival order
-            if path in by_file:
-                tables.append(pq.ParquetFile(path).read_row_groups(by_file[path]))
-        tables.extend(self.parts[s])
-        self.parts[s] = []
+        for path, group in self.spilled[s]:  # (in spill order, so rows stay in arrival order)
+            if path not in self._spill_readers:  # opened once: its footer lists every shard's batch
+                self._spill_readers[path] = pa.ipc.open_file(pa.OSFile(path))  # (read, not mapped: RSS stays low)
+            tables.append(pa.Table.from_batches([self._spill_readers[path].get_batch(group)]))
+        tables.extend(self._held_rows(s))
         return pa.concat_tables(tables) if tables else _PART_SCHEMA.empty_table()
 
     def close(self) -> None:
-        """Remove the spill files (also after a failure)."""
+        """Stop the reader processes and remove the spill files (also after a failure)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        self._spill_readers = {}  # (their files close when the readers go)
         if self.spill_dir is not None:
             shutil.rmtree(self.spill_dir, ignore_errors=True)
             self.spill_dir = None
@@ -595,12 +683,15 @@ class Ingestor:
         self.result.classes = table
         write_classes(table, os.path.join(out_dir, "classes.tsv"))
         class_names = pa.array(table["name"].tolist(), pa.string())
+        targets = [_manifest_file(results, out_dir, name) for name in [*self.names, UNSHARDED]]
+        remove_stale_temps_of(targets)  # (one listing of the folder, not one per manifest)
         for s, name in enumerate(self.names):
-            frame = _to_manifest(self._shard_rows(s), name, class_names)
-            write_manifest(frame, _manifest_file(results, out_dir, name))
-            del frame
-        frame = _unsharded_frame(self.unsharded)
-        write_manifest(frame, _manifest_file(results, out_dir, UNSHARDED))
+            table = _to_manifest(self._shard_rows(s), name, class_names)
+            write_manifest_table(table, targets[s], clean_stale=False)
+            del table
+        table = _unsharded_table(self.unsharded)
+        write_manifest_table(table, targets[-1], clean_stale=False)
+        self.held = []
         self.close()
         self.result.files_indexed = self.mirror.files_indexed
         self.result.buckets_listed = len(self.mirror.listed)
@@ -609,6 +700,15 @@ class Ingestor:
         self.result.timings["file_index"] = self.mirror.seconds
         self.result.timings["write"] = time.perf_counter() - t0
         return self.result
+
+
+def _own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _parse_chunk_task(task: tuple[str, str, int, int, int]) -> tuple[list[ParsedBatch], int, float]:
+    return parse_chunk(*task)
 
 
 def _manifest_file(results: str, out_dir: str, shard: str) -> str:
@@ -621,11 +721,8 @@ def _np_bool(arr: pa.Array) -> np.ndarray:
     return np.asarray(arr.fill_null(False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-_PANDAS_TYPES = {pa.string(): pd.StringDtype(), pa.int64(): pd.Int64Dtype()}
-
-
-def _to_manifest(part: pa.Table, shard: str, class_names: pa.Array) -> pd.DataFrame:
-    """Arrow part table -> manifest frame: ledger columns first (typed as ``animefaces.manifest`` does)."""
+def _to_manifest(part: pa.Table, shard: str, class_names: pa.Array) -> pa.Table:
+    """Arrow part table -> manifest table: ledger columns first."""
     n = part.num_rows
     code = part.column("code").combine_chunks() if n else pa.array([], pa.int8())
     reasons = pc.take(pa.array(F.REASONS, pa.string()), pc.cast(code, pa.int32()))
@@ -651,11 +748,11 @@ def _to_manifest(part: pa.Table, shard: str, class_names: pa.Array) -> pd.DataFr
     }
     for name in STAGE_COLUMNS:
         columns[name] = label if name == "label" else part.column(name)
-    table = pa.table(columns)
-    return table.to_pandas(types_mapper=_PANDAS_TYPES.get)
+    # one chunk per column: how the rows arrived (batches, reader chunks) must not change the Parquet bytes
+    return pa.table(columns).combine_chunks()
 
 
-def _unsharded_frame(rows: list[tuple[str, str, str]]) -> pd.DataFrame:
+def _unsharded_table(rows: list[tuple[str, str, str]]) -> pa.Table:
     n = len(rows)
     part = pa.table(
         {
@@ -678,13 +775,16 @@ def ingest(
     filter_section: dict[str, Any],
     classes_section: dict[str, Any],
     shard_count: int,
+    threads: int = 1,
 ) -> IngestResult:
-    """Run the whole ingest: read the source named by ``dataset`` and write ``out_dir``'s manifests and classes."""
+    """Run the whole ingest: read the source named by ``dataset`` and write ``out_dir``'s manifests and classes.
+    ``threads`` > 1: large plain JSON Lines files are decoded by ``threads`` reader processes while this one
+    decides and writes (the output is the same)."""
     cfg = F.load_filter(filter_section)
     classes_cfg = ClassesConfig.from_section(classes_section)
     source = dataset.get("source", "danbooru")
     root = dataset.get("root") or "."
-    ing = Ingestor(cfg, classes_cfg, shard_count, root, out_dir, dataset.get("layout") or "original")
+    ing = Ingestor(cfg, classes_cfg, shard_count, root, out_dir, dataset.get("layout") or "original", threads)
     ing.progress = Progress("ingest", None, "records")
     try:
         try:

@@ -25,7 +25,7 @@ import os
 import re
 import tarfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import IO, Any
 
 import msgspec
@@ -304,13 +304,14 @@ def _utf8(data: bytes) -> bool:
     return True
 
 
-def iter_json_lines_fast(stream: io.BufferedReader) -> Iterator[tuple[list[int], list[Any]]]:
+def iter_json_lines_fast(stream: io.BufferedReader) -> Generator[tuple[list[int], list[Any]], None, int]:
     """JSON Lines in blocks of whole lines: a block that is valid UTF-8 and decodes line for line into typed
     ``Post``s in one ``msgspec`` call is taken as it is; otherwise each line of the block is decoded alone
     (``msgspec`` into ``Post``, then into the untyped ``RawPost`` for a value of another type, then
     :func:`decode_line`, the exact path, for the lines it refuses: non-objects, bad JSON, lone surrogates, NaN,
     huge numbers, deep nesting). ``msgspec`` refuses everything ``json`` refuses except
-    invalid UTF-8 in fields it skips, which the UTF-8 check catches, so both paths accept the same records."""
+    invalid UTF-8 in fields it skips, which the UTF-8 check catches, so both paths accept the same records.
+    Returns the number of lines read (blank ones included)."""
     decode_lines = _fast_decoder.decode_lines
     decode = _fast_decoder.decode
     decode_tolerant = _tolerant_decoder.decode
@@ -337,7 +338,7 @@ def iter_json_lines_fast(stream: io.BufferedReader) -> Iterator[tuple[list[int],
         if eof:
             block, carry = carry, b""
             if not block:
-                return
+                return n
         else:
             cut = data.rfind(b"\n")  # (the carry never holds a newline)
             if cut < 0:

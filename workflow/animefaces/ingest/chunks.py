@@ -1,0 +1,114 @@
+"""One large JSON Lines file read by several processes: byte ranges that end at line ends, each decoded and
+normalised in a reader process (:func:`parse_chunk`), the results taken in file order by the one deciding process.
+
+Only a plain JSON Lines file is split (not compressed, not a tar archive, not a JSON array: those are streams that
+cannot be entered in the middle) and only when it is at least two chunks long. A chunk is decoded exactly as the
+serial reader decodes the whole file (:func:`~.readers.iter_json_lines_fast`); record numbers come back relative
+to the chunk and the caller adds the lines of the chunks before it, so the ledger does not depend on the number of
+reader processes.
+"""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+import time
+from concurrent.futures import Executor, ProcessPoolExecutor
+from typing import Any
+
+from .readers import (
+    BUFFER_BYTES,
+    MetadataError,
+    compression_of,
+    is_tar_name,
+    iter_json_lines_fast,
+    skip_bom,
+    sniff_format,
+)
+
+CHUNK_BYTES = 32 << 20  # ~15k Danbooru records: about one deciding batch per chunk
+_SEARCH_BYTES = 1 << 16
+
+
+def line_chunks(path: str | os.PathLike[str], size: int | None = None) -> list[tuple[int, int]] | None:
+    """Byte ranges ``[start, end)`` covering a plain JSON Lines file, each about ``size`` (default
+    ``CHUNK_BYTES``) bytes and ending just after a newline (the last one at the end of the file); ``None`` for a
+    file that is not plain JSON Lines, is missing, or is shorter than two chunks (read it serially)."""
+    path = os.fspath(path)
+    size = size or CHUNK_BYTES
+    if is_tar_name(path) or not os.path.isfile(path):
+        return None
+    total = os.path.getsize(path)
+    if total < 2 * size:
+        return None
+    with open(path, "rb", buffering=BUFFER_BYTES) as fh:
+        if compression_of(fh.peek(6)[:6]) is not None or sniff_format(fh) != "lines":
+            return None
+        bounds = [0]
+        pos = size
+        while pos < total:
+            fh.seek(pos)
+            while True:  # the first newline at or after pos: the chunk ends just after it
+                piece = fh.read(_SEARCH_BYTES)
+                if not piece:
+                    pos = total
+                    break
+                cut = piece.find(b"\n")
+                if cut >= 0:
+                    pos += cut + 1
+                    break
+                pos += len(piece)
+            if pos < total:
+                bounds.append(pos)
+            pos += size
+        bounds.append(total)
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+def parse_chunk(path: str, source: str, start: int, end: int, batch: int) -> tuple[list[Any], int, float]:
+    """Decode and normalise the records of one chunk: ``(parsed batches of about ``batch`` records, lines in the
+    chunk, CPU seconds spent)``. Runs in a reader process."""
+    from .core import parse_batch  # (core imports this module)
+
+    cpu = time.process_time()
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        data = fh.read(end - start)
+    if len(data) != end - start:
+        raise MetadataError(
+            f"metadata file {path!r} changed while it was being read (bytes {start}-{end} are no longer there); "
+            "rerun when nothing writes to it"
+        )
+    stream = io.BufferedReader(io.BytesIO(data), BUFFER_BYTES)
+    if start == 0:
+        skip_bom(stream)
+    out = []
+    ns: list[int] = []
+    values: list[Any] = []
+    blocks = iter_json_lines_fast(stream)
+    while True:
+        try:
+            batch_ns, batch_values = next(blocks)
+        except StopIteration as end_of_chunk:
+            lines = end_of_chunk.value
+            break
+        ns += batch_ns
+        values += batch_values
+        if len(ns) >= batch:
+            out.append(parse_batch(source, ns, values))
+            ns, values = [], []
+    if ns:
+        out.append(parse_batch(source, ns, values))
+    return out, lines, time.process_time() - cpu
+
+
+def reader_pool(workers: int) -> Executor:
+    """Reader processes: forked from a server that has imported the ingest package once (``forkserver``; a fresh
+    interpreter each where the platform has no fork)."""
+    try:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["animefaces.ingest.core"])
+    except ValueError:
+        ctx = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
