@@ -290,6 +290,7 @@ class Ingestor:
         # writes. Not threads - 1: this process waits for the readers part of the time, and on 2 cores 2 readers
         # beat 1 (5M records: BENCHMARKS.md, "Ingest at 5M"); with 1 thread, reading in-process is cheapest.
         self.readers = int(threads) if int(threads) > 1 else 0
+        self.threads = max(1, int(threads))  # (and as many threads write the manifests)
         self._pool: Executor | None = None
         self.cfg = filter_cfg
         self.classes_cfg = classes_cfg
@@ -685,10 +686,16 @@ class Ingestor:
         class_names = pa.array(table["name"].tolist(), pa.string())
         targets = [_manifest_file(results, out_dir, name) for name in [*self.names, UNSHARDED]]
         remove_stale_temps_of(targets)  # (one listing of the folder, not one per manifest)
-        for s, name in enumerate(self.names):
-            table = _to_manifest(self._shard_rows(s), name, class_names)
-            write_manifest_table(table, targets[s], clean_stale=False)
-            del table
+
+        def write(item: tuple[int, pa.Table]) -> None:
+            s, rows = item
+            write_manifest_table(_to_manifest(rows, self.names[s], class_names), targets[s], clean_stale=False)
+
+        # rows read here in shard order; manifests built and written on `threads` threads (Arrow's kernels and the
+        # Parquet writer release the GIL)
+        shard_rows = ((s, self._shard_rows(s)) for s in range(self.count))
+        for _ in ordered_map(write, shard_rows, workers=self.threads, thread_name_prefix="manifest"):
+            pass
         table = _unsharded_table(self.unsharded)
         write_manifest_table(table, targets[-1], clean_stale=False)
         self.held = []
