@@ -68,7 +68,7 @@ def bench_ingest(work: Path, records: int, threads: list[int], reps: int, baseli
                 raise SystemExit(f"ingest ({name}) failed: {stderr.decode()[-2000:]}")
             summary = json.loads(stdout)
             cpu = summary.get("cpu_seconds") or {}
-            runs[name].append({"wall_s": wall, "cpu": cpu, "summary": summary})
+            runs[name].append({"wall_s": wall, "cpu": cpu, "rss": summary.get("peak_rss_mb") or {}, "summary": summary})
             print(json.dumps({name: round(wall, 1), "cpu": cpu}), flush=True)
     report = {"records": records, "metadata_mb": round(sum(size for _, size, _ in made) / 2**20),
               "generate_s": round(gen_s, 1), "reps": reps}  # fmt: skip
@@ -80,7 +80,8 @@ def bench_ingest(work: Path, records: int, threads: list[int], reps: int, baseli
             cpu = [r["cpu"]["main"] + r["cpu"]["reader_processes"] for r in got]
             entry.update(cpu_s_median=round(med(cpu), 1), records_per_cpu_s=round(records / med(cpu)),
                          cpu_main_s_median=round(med(r["cpu"]["main"] for r in got), 1),
-                         peak_rss_mb_main_max=max(r["cpu"]["peak_rss_mb"] for r in got))  # fmt: skip
+                         peak_rss_mb_main_max=max(r["rss"]["main"] for r in got),
+                         peak_rss_mb_largest_reader_max=max(r["rss"]["largest_reader"] for r in got))  # fmt: skip
         last = got[-1]["summary"]
         entry.update(records=last["records"], stage_seconds_wall_last=last["seconds"],
                      chunks_by_reader_processes=last.get("chunks_by_reader_processes", 0))  # fmt: skip

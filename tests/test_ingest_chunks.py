@@ -69,6 +69,9 @@ def test_reader_processes_write_the_serial_readers_bytes(tmp_path, monkeypatch, 
     serial = ingest(tmp_path / "a" / "ingest", dataset, flt, {"require_solo": False}, shards, threads=1)
     parallel = ingest(tmp_path / "b" / "ingest", dataset, flt, {"require_solo": False}, shards, threads=2)
     assert serial.chunks_by_readers == 0 and parallel.chunks_by_readers > 10
+    # the job reports what its reader processes cost (the benchmark's CPU and memory figures come from here)
+    assert parallel.reader_cpu > 0 and parallel.reader_peak_rss > 50 and serial.reader_cpu == 0
+    assert parallel.summary()["peak_rss_mb"]["main"] > 50
     assert serial.records == parallel.records > 3000
     assert serial.counts == parallel.counts
     assert serial.counts["duplicate_id"] >= 5 and serial.counts["malformed_record"] >= 5

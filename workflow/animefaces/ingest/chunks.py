@@ -66,10 +66,10 @@ def line_chunks(path: str | os.PathLike[str], size: int | None = None) -> list[t
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
-def parse_chunk(path: str, source: str, start: int, end: int, batch: int) -> tuple[list[Any], int, float]:
+def parse_chunk(path: str, source: str, start: int, end: int, batch: int) -> tuple[list[Any], int, float, int]:
     """Decode and normalise the records of one chunk: ``(parsed batches of about ``batch`` records, lines in the
-    chunk, CPU seconds spent)``. Runs in a reader process."""
-    from .core import parse_batch  # (core imports this module)
+    chunk, CPU seconds spent, this reader process's peak RSS in MB so far)``. Runs in a reader process."""
+    from .core import parse_batch, peak_rss_mb  # (core imports this module)
 
     cpu = time.process_time()
     with open(path, "rb") as fh:
@@ -100,7 +100,7 @@ def parse_chunk(path: str, source: str, start: int, end: int, batch: int) -> tup
             ns, values = [], []
     if ns:
         out.append(parse_batch(source, ns, values))
-    return out, lines, time.process_time() - cpu
+    return out, lines, time.process_time() - cpu, peak_rss_mb()
 
 
 def reader_pool(workers: int) -> Executor:

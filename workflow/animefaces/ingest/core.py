@@ -16,6 +16,7 @@ import logging
 import os
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -186,6 +187,7 @@ class IngestResult:
     spill_files: int = 0
     chunks_by_readers: int = 0  # chunks of plain JSON Lines files decoded by reader processes
     reader_cpu: float = 0.0  # CPU seconds the reader processes spent on them
+    reader_peak_rss: int = 0  # MB, the largest reader process
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -203,8 +205,8 @@ class IngestResult:
             "cpu_seconds": {
                 "main": round(_own_cpu(), 3),  # this process since it started (imports included)
                 "reader_processes": round(self.reader_cpu, 3),
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),  # (main process)
             },
+            "peak_rss_mb": {"main": peak_rss_mb(), "largest_reader": self.reader_peak_rss},
             "seconds": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
@@ -348,13 +350,15 @@ class Ingestor:
         offset = 0  # lines of the file before the chunk at hand
         tasks = ((path, source, start, end, BATCH) for start, end in chunks)
         t0 = time.perf_counter()
-        for parsed, lines, cpu in ordered_map(_parse_chunk_task, tasks, pool=self._pool, window=2 * self.readers + 1):
+        results = ordered_map(_parse_chunk_task, tasks, pool=self._pool, window=2 * self.readers + 1)
+        for parsed, lines, cpu, rss in results:
             self._add_time("read", time.perf_counter() - t0)  # (the wait for the readers)
             for batch in parsed:
                 self._add_parsed(source, batch, offset)
             offset += lines
             self.result.chunks_by_readers += 1
             self.result.reader_cpu += cpu
+            self.result.reader_peak_rss = max(self.result.reader_peak_rss, rss)
             t0 = time.perf_counter()
         self._add_time("read", time.perf_counter() - t0)
 
@@ -709,12 +713,26 @@ class Ingestor:
         return self.result
 
 
+def peak_rss_mb() -> int:
+    """This process's peak resident memory: ``VmHWM`` where Linux gives it (``ru_maxrss`` survives ``exec``, so
+    a job started from a big parent would report the parent's size), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024)
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KB on Linux, bytes on macOS
+    return round(peak / (1 << 20 if sys.platform == "darwin" else 1 << 10))
+
+
 def _own_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-def _parse_chunk_task(task: tuple[str, str, int, int, int]) -> tuple[list[ParsedBatch], int, float]:
+def _parse_chunk_task(task: tuple[str, str, int, int, int]) -> tuple[list[ParsedBatch], int, float, int]:
     return parse_chunk(*task)
 
 
