@@ -426,12 +426,12 @@ def test_ingest_flags_and_json_give_the_same_sections(monkeypatch, tmp_path):
 
     got = []
 
-    def capture(out, dataset, filter_section, classes_section, shards):
-        got.append((dataset, filter_section, classes_section, shards))
+    def capture(out, dataset, filter_section, classes_section, shards, threads=1):
+        got.append((dataset, filter_section, classes_section, shards, threads))
         raise _Captured
 
     monkeypatch.setattr(ingest_cli, "ingest", capture)
-    base = ["--out", str(tmp_path / "o"), "--shards", "3"]
+    base = ["--out", str(tmp_path / "o"), "--shards", "3", "--threads", "2"]
     flags = ["--root", "m", "--metadata", "a.jsonl,b.jsonl", "--ratings", "s,q", "--rating-scheme", "legacy"]
     flags += ["--exclude-tags", "comic", "--min-score", "0", "--top-k", "5", "--aliases", "{saber_alter: saber}"]
     as_json = [
@@ -447,6 +447,7 @@ def test_ingest_flags_and_json_give_the_same_sections(monkeypatch, tmp_path):
             ingest_cli.main(argv)
     assert got[0] == got[1]
     assert got[0][1]["ratings"] == ["s", "q"] and got[0][2]["aliases"] == {"saber_alter": "saber"}
+    assert got[0][3:] == (3, 2)  # shards, threads
 
 
 @pytest.mark.parametrize("command", [*STAGE_CLIS, "ingest"])
