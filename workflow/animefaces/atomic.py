@@ -34,45 +34,37 @@ def remove_stale_temps(target: str | os.PathLike[str], suffix: str | None = None
     Call it at the start of a writer only: one run writes each target from one job (the run lock), so a
     temporary of the same target can only be a leftover."""
     target = Path(target)
-    if not target.parent.is_dir():
-        return []
-    suffix = target.suffix if suffix is None else suffix
-    pattern = re.compile(re.escape(temp_prefix(target)) + _RANDOM + re.escape(suffix))
-    removed = []
-    for entry in target.parent.iterdir():
-        if pattern.fullmatch(entry.name):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    entry.unlink()
-            removed.append(entry)
-    return removed
+    return _remove_matching(target.parent, [_temp_pattern(target, suffix)])
 
 
 def remove_stale_temps_of(targets: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """:func:`remove_stale_temps` for many targets (each with its own suffix), listing each folder once: a writer
     of a thousand manifests in one folder calls this first and then writes each with ``clean_stale=False``
     (one listing per file would be quadratic in the folder's size)."""
-    by_folder: dict[Path, list[Path]] = {}
+    by_folder: dict[Path, list[str]] = {}
     for target in map(Path, targets):
-        by_folder.setdefault(target.parent, []).append(target)
-    removed = []
-    for folder, group in by_folder.items():
-        if not folder.is_dir():
-            continue
-        alternatives = "|".join(re.escape(temp_prefix(t)) + _RANDOM + re.escape(t.suffix) for t in group)
-        pattern = re.compile(f"(?:{alternatives})")
-        with os.scandir(folder) as entries:
-            stale = [Path(e.path) for e in entries if e.name.startswith(".") and pattern.fullmatch(e.name)]
-        for entry in stale:
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    entry.unlink()
-            removed.append(entry)
-    return removed
+        by_folder.setdefault(target.parent, []).append(_temp_pattern(target))
+    return [entry for folder, patterns in by_folder.items() for entry in _remove_matching(folder, patterns)]
+
+
+def _temp_pattern(target: Path, suffix: str | None = None) -> str:
+    return re.escape(temp_prefix(target)) + _RANDOM + re.escape(target.suffix if suffix is None else suffix)
+
+
+def _remove_matching(folder: Path, patterns: list[str]) -> list[Path]:
+    """Delete the entries of ``folder`` whose names match one of ``patterns`` (one listing); return them."""
+    if not folder.is_dir():
+        return []
+    pattern = re.compile("|".join(f"(?:{p})" for p in patterns))
+    with os.scandir(folder) as entries:
+        stale = [Path(e.path) for e in entries if pattern.fullmatch(e.name)]
+    for entry in stale:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+    return stale
 
 
 def make_temp_dir(target: str | os.PathLike[str]) -> Path:
