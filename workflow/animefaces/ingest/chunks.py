@@ -72,35 +72,63 @@ def parse_chunk(path: str, source: str, start: int, end: int, batch: int) -> tup
     from .core import parse_batch, peak_rss_mb  # (core imports this module)
 
     cpu = time.process_time()
-    with open(path, "rb") as fh:
-        fh.seek(start)
-        data = fh.read(end - start)
-    if len(data) != end - start:
-        raise MetadataError(
-            f"metadata file {path!r} changed while it was being read (bytes {start}-{end} are no longer there); "
-            "rerun when nothing writes to it"
-        )
-    stream = io.BufferedReader(io.BytesIO(data), BUFFER_BYTES)
-    if start == 0:
-        skip_bom(stream)
     out = []
     ns: list[int] = []
     values: list[Any] = []
-    blocks = iter_json_lines_fast(stream)
-    while True:
-        try:
-            batch_ns, batch_values = next(blocks)
-        except StopIteration as end_of_chunk:
-            lines = end_of_chunk.value
-            break
-        ns += batch_ns
-        values += batch_values
-        if len(ns) >= batch:
-            out.append(parse_batch(source, ns, values))
-            ns, values = [], []
+    with io.BufferedReader(_FileRange(path, start, end), BUFFER_BYTES) as stream:
+        if start == 0:
+            skip_bom(stream)
+        blocks = iter_json_lines_fast(stream)
+        while True:
+            try:
+                batch_ns, batch_values = next(blocks)
+            except StopIteration as end_of_chunk:
+                lines = end_of_chunk.value
+                break
+            ns += batch_ns
+            values += batch_values
+            if len(ns) >= batch:
+                out.append(parse_batch(source, ns, values))
+                ns, values = [], []
     if ns:
         out.append(parse_batch(source, ns, values))
     return out, lines, time.process_time() - cpu, peak_rss_mb()
+
+
+def _changed(path: str, start: int, end: int) -> MetadataError:
+    return MetadataError(
+        f"metadata file {path!r} changed while it was being read (bytes {start}-{end} are no longer there); "
+        "rerun when nothing writes to it"
+    )
+
+
+class _FileRange(io.RawIOBase):
+    """Bytes ``[start, end)`` of a file as a raw stream (``pread``s; a buffered reader on top reads it in blocks
+    that are reused, where reading the whole chunk at once faulted in 32 MiB of fresh memory per chunk: ~15% of
+    a reader's time)."""
+
+    def __init__(self, path: str, start: int, end: int):
+        super().__init__()
+        self.fd = os.open(path, os.O_RDONLY)
+        self.path, self.start, self.pos, self.end = path, start, start, end
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        want = min(len(buffer), self.end - self.pos)
+        if want <= 0:
+            return 0
+        got = os.preadv(self.fd, [memoryview(buffer)[:want]], self.pos)
+        if not got:  # the file is shorter than when it was split
+            raise _changed(self.path, self.start, self.end)
+        self.pos += got
+        return got
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self.fd)
+        super().close()
 
 
 def reader_pool(workers: int) -> Executor:
