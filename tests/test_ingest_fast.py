@@ -507,3 +507,25 @@ def test_nested_tag_grouping_follows_the_plain_rules():
                     entry["category"] = rng.choice(cats)
                 tags.append(entry)
         assert nested_tags(tags) == _nested_tags_reference(tags), tags
+
+
+def test_bad_tag_character_check_matches_the_regex_on_slices():
+    """``has_bad_tag_chars`` (a test of the UTF-8 bytes) says what ``_BAD_TAG_CHARS`` says of the strings, also
+    for sliced arrays whose other rows hold such characters, and for non-ASCII text."""
+    import random
+
+    import pyarrow as pa
+    from animefaces.ingest.records import _BAD_TAG_CHARS, has_bad_tag_chars
+
+    rng = random.Random(1)
+    alphabet = ["a", "_", "\u00e9", "\u3000", "\U0001f600", " ", "\t", "\x00", "\x7f", "\x1f", "!", "\x80"]
+    found = {True: 0, False: 0}
+    for _ in range(3000):
+        words = ["".join(rng.choices(alphabet, k=rng.randint(0, 3))) for _ in range(rng.randint(0, 6))]
+        arr = pa.array(words, pa.string())
+        lo = rng.randint(0, len(words))
+        hi = rng.randint(lo, len(words))
+        expected = any(_BAD_TAG_CHARS.search(w) for w in words[lo:hi])
+        assert has_bad_tag_chars(arr.slice(lo, hi - lo)) is expected, (words, lo, hi)
+        found[expected] += 1
+    assert min(found.values()) > 300, found
