@@ -525,7 +525,7 @@ class Ingestor:
             "item_id": item,
             "parent_id": parent,
             "code": pa.array(code, pa.int8()),
-            "details": pa.array(details, pa.string()),
+            "details": details,
             "path": paths,
             "character": char_arr,
             "eligible": pa.array(eligible, pa.bool_()),
@@ -548,18 +548,23 @@ class Ingestor:
         self._add_time("filter", (t1 - t0) + (t3 - t2))
         self._add_time("file_check", t2 - t1)
 
-    def _details(self, source, n, ids, code, cols, checks: F.Checks, folder: _Folder | None) -> list[str]:
+    def _details(self, source, n, ids, code, cols, checks: F.Checks, folder: _Folder | None) -> pa.Array:
         """Ledger details per row (JSON, sorted keys): '{}' for kept rows (or the folder's id note), the value
         that failed (and the limit) for dropped rows. Built per reason with templates: json.dumps per row would
-        cost more than the whole check."""
-        details = list(folder.kept_details) if folder is not None else [_EMPTY_DETAILS] * len(code)
+        cost more than the whole check; each reason's texts are put in place in Arrow."""
+        if folder is not None:
+            details = pa.array(folder.kept_details, pa.string())
+        else:
+            details = pa.repeat(pa.scalar(_EMPTY_DETAILS, pa.string()), len(code))
         cfg = self.cfg
         for c in np.unique(code):
             reason = F.REASONS[int(c)]
             if not reason:
                 continue
-            idx = np.flatnonzero(code == c)
+            is_reason = code == c
+            idx = np.flatnonzero(is_reason)
             take = pa.array(idx)
+            texts: list[str] | pa.Array
             if reason in ("deleted", "banned", "flagged", "not_in_id_list"):
                 texts = [_EMPTY_DETAILS] * len(idx)
             elif reason == "missing_any_tag":
@@ -606,22 +611,24 @@ class Ingestor:
                     texts = self._missing_details(ids[idx], cols["file_ext"].take(take))
             else:  # pragma: no cover - every reason above is handled
                 raise AssertionError(reason)
-            for i, text in zip(idx.tolist(), texts, strict=True):
-                details[i] = text
+            values = texts if isinstance(texts, pa.Array) else pa.array(texts, pa.string())
+            details = pc.replace_with_mask(details, pa.array(is_reason), values)
         return details
 
-    def _missing_details(self, ids: np.ndarray, exts: pa.Array) -> list[str]:
+    def _missing_details(self, ids: np.ndarray, exts: pa.Array) -> pa.Array | list[str]:
         """``{"path": <where the image should be>}`` per post, built in Arrow: only the root can need JSON
         escaping (the rest is digits, '/', '.' and an extension that passed ``^[a-z0-9]{1,5}$``), so it is
         escaped once."""
         inner = json.dumps(self.root)[1:-1]  # the root as it appears inside a JSON string
         paths = image_paths(inner, ids, exts, self.layout)
-        texts = pc.binary_join_element_wise('{"path": "', paths, '"}', "").to_pylist()
-        if self.mirror.rejected:
-            for k, (pid, ext) in enumerate(zip(ids.tolist(), exts.to_pylist(), strict=True)):
-                why = self.mirror.rejected.get((pid, ext))
-                if why:
-                    texts[k] = _dumps({"path": image_path(self.root, pid, ext, self.layout), "why": why})
+        joined = pc.binary_join_element_wise('{"path": "', paths, '"}', "")
+        if not self.mirror.rejected:
+            return joined
+        texts = joined.to_pylist()
+        for k, (pid, ext) in enumerate(zip(ids.tolist(), exts.to_pylist(), strict=True)):
+            why = self.mirror.rejected.get((pid, ext))
+            if why:
+                texts[k] = _dumps({"path": image_path(self.root, pid, ext, self.layout), "why": why})
         return texts
 
     # ---------------------------------------------------------------------------------------- writing
@@ -765,8 +772,8 @@ def _to_manifest(part: pa.Table, shard: str, class_names: pa.Array) -> pa.Table:
         "post_id": part.column("post_id"),
         "item_id": part.column("item_id"),
         "parent_id": part.column("parent_id"),
-        "stage": pa.array([STAGE] * n, pa.string()),
-        "shard": pa.array([shard] * n, pa.string()),
+        "stage": pa.repeat(pa.scalar(STAGE, pa.string()), n),
+        "shard": pa.repeat(pa.scalar(shard, pa.string()), n),
         "status": status,
         "reason": reasons,
         "details": part.column("details"),
