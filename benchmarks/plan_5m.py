@@ -7,7 +7,8 @@
 1. ingest: ``danbooru_synth`` metadata in both schemas (20% nested, 80% flat; generated from scratch in --work, not
    timed) through ``python -m animefaces.ingest`` (what the rule runs), 1000 shards, against an empty mirror (every
    post ends ``missing_file``: the parsing, checks and ledger cost; the file index costs ~1-2 us per file more),
-   with each ``--threads`` value (default 1 and 2) and ``--ingest-baseline DIR`` (another checkout, serial)
+   with each ``--threads`` value (default 1 and 2) and ``--ingest-baseline DIR`` (another checkout: serial, or
+   with ``--baseline-threads N`` for a checkout that has ``--threads``)
    alternately, ``--ingest-reps`` runs each: wall, CPU (the job's own report: its main process and its reader
    processes), peak RSS of the main process; medians.
 2. ``snakemake -n`` of the whole workflow with ``shards.count: 1000`` (also with ``shards.fuse: true``) and with
@@ -34,10 +35,13 @@ sys.path.insert(0, str(REPO / "workflow"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def bench_ingest(work: Path, records: int, threads: list[int], reps: int, baseline: Path | None = None) -> dict:
+def bench_ingest(
+    work: Path, records: int, threads: list[int], reps: int, baseline: Path | None = None, baseline_threads: int = 0
+) -> dict:
     """Generate the metadata once (from scratch), then run the ingest job with each ``--threads`` value (and
-    ``baseline``'s package, serially, when given) alternately ``reps`` times: wall, CPU of the job (its own
-    ``cpu_seconds`` report: the main process and the reader processes), peak RSS of the main process; medians."""
+    ``baseline``'s package when given: serially, or with ``--threads baseline_threads``) alternately ``reps``
+    times: wall, CPU of the job (its own ``cpu_seconds`` report: the main process and the reader processes), peak
+    RSS of the main process; medians."""
     from danbooru_synth import write
 
     meta = work / "metadata"
@@ -49,7 +53,7 @@ def bench_ingest(work: Path, records: int, threads: list[int], reps: int, baseli
     dataset = {"source": "danbooru", "root": str(work / "mirror"), "metadata": [str(meta)]}
     variants = [(f"threads={t}", REPO, t) for t in threads]
     if baseline is not None:
-        variants.append((f"baseline {baseline.name}", baseline, 1))
+        variants.append((f"baseline {baseline.name}", baseline, baseline_threads))
     runs: dict[str, list[dict]] = {name: [] for name, _, _ in variants}
     for _ in range(reps):
         for name, tree, t in variants:
@@ -57,7 +61,7 @@ def bench_ingest(work: Path, records: int, threads: list[int], reps: int, baseli
             shutil.rmtree(out, ignore_errors=True)
             cmd = [sys.executable, "-m", "animefaces.ingest", "--out", str(out), "--dataset", json.dumps(dataset),
                    "--filter", "{}", "--classes", "{}", "--shards", "1000", "--log-level", "WARNING"]  # fmt: skip
-            if tree == REPO:
+            if t:  # (a baseline without the option runs serially)
                 cmd += ["--threads", str(t)]
             t1 = time.perf_counter()
             proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -209,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dag-baseline", type=Path, help="another checkout whose DAG to time side by side (unfused)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="ingest --threads values to compare")
     ap.add_argument("--ingest-reps", type=int, default=2)
-    ap.add_argument("--ingest-baseline", type=Path, help="another checkout whose (serial) ingest to time alongside")
+    ap.add_argument("--ingest-baseline", type=Path, help="another checkout whose ingest to time alongside")
+    ap.add_argument("--baseline-threads", type=int, default=0, help="its --threads (default: none, serial)")
     ap.add_argument("--skip-ingest", action="store_true")
     ap.add_argument("--skip-dag", action="store_true")
     ap.add_argument("--skip-index", action="store_true")
@@ -223,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(report), flush=True)
     if not args.skip_ingest:
         report["ingest"] = bench_ingest(args.work / "ingest", args.records, args.threads, args.ingest_reps,
-                                        args.ingest_baseline)  # fmt: skip
+                                        args.ingest_baseline, args.baseline_threads)  # fmt: skip
     print(json.dumps(report, indent=1))
     return 0
 
