@@ -144,3 +144,24 @@ def test_ingest_removes_stale_manifest_temporaries(tmp_path):
     ingest(out, {"source": "danbooru", "root": str(tmp_path / "mirror"), "metadata": [str(meta)]}, {}, {}, 4)
     _check(stale, keep)
     assert all((out / "manifests" / f"{name}.parquet").exists() for name in ("000", "003", "unsharded"))
+
+
+def test_atomic_writes_from_threads_keep_the_umask_and_file_modes(tmp_path):
+    """Many threads writing at once (ingest writes its manifests on threads): the process umask is unchanged
+    afterwards and every file has the umask-based mode. Reading the umask means setting it to 0 for a moment; two
+    threads doing that unguarded can leave it 0 for good, and their files world-writable."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    old, interval = os.umask(0o027), sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible, so an unguarded race shows
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda k: write_bytes(tmp_path / f"f{k}.bin", b"x", clean_stale=False), range(2000)))
+        now = os.umask(0o027)
+    finally:
+        os.umask(old)
+        sys.setswitchinterval(interval)
+    assert now == 0o027
+    modes = {(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()}
+    assert modes == {0o640}, sorted(map(oct, modes))

@@ -13,9 +13,12 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+_UMASK_LOCK = threading.Lock()
 
 # tempfile's random part: 8 characters of this alphabet (tempfile._RandomNameSequence)
 _RANDOM = "[a-z0-9_]{8}"
@@ -97,14 +100,21 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None, clean_s
     try:
         yield tmp_path
         if tmp_path.exists():  # mkstemp creates 0600 files: give the result the usual umask-based mode
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp_path, 0o666 & ~umask)
+            os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def _umask() -> int:
+    """The process umask. Reading it means setting it, so two threads reading it at once could leave it 0 for
+    the rest of the process (and their files world-writable): it is read under a lock."""
+    with _UMASK_LOCK:
+        mask = os.umask(0)
+        os.umask(mask)
+    return mask
 
 
 def write_bytes(path: str | os.PathLike[str], data: bytes, clean_stale: bool = True) -> None:
