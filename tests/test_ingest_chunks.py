@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,30 @@ def test_reader_processes_write_the_serial_readers_bytes(tmp_path, monkeypatch, 
     assert len(files) == shards + 2  # every shard, unsharded.parquet, classes.tsv
     for rel in files:
         assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes(), rel
+
+
+def _die(task: tuple) -> None:
+    """Stands in for the chunk parser in a reader process and ends that process at once, as the out-of-memory
+    killer would."""
+    os._exit(9)
+
+
+def test_a_reader_process_that_dies_fails_the_job_saying_what_to_do(tmp_path, monkeypatch, capsys):
+    """A killed reader is a fault of the machine: the job fails (exit 1, not 2) naming the file and what to do, and
+    writes no manifest (a rerun redoes it), where Python's own message says only that a process 'terminated
+    abruptly'."""
+    from animefaces.ingest import core
+    from animefaces.ingest.cli import main
+
+    meta = _metadata(tmp_path, 600)
+    monkeypatch.setattr(chunks, "CHUNK_BYTES", 4 << 10)
+    monkeypatch.setattr(core, "_parse_chunk_task", _die)  # (pickled by name: the readers import this module)
+    dataset = {"source": "danbooru", "root": str(tmp_path / "mirror"), "metadata": [str(meta)]}
+    out = tmp_path / "ingest"
+    with pytest.raises(chunks.ReaderDied, match=r"reader process died while .*posts\.jsonl.*--set-threads ingest=1"):
+        ingest(out, dataset, {}, {}, 4, threads=2)
+    assert not list(out.rglob("*.parquet")) and not list(out.rglob(".spill-*"))
+    argv = ["--out", str(out), "--dataset", json.dumps(dataset), "--filter", "{}", "--classes", "{}"]
+    assert main([*argv, "--shards", "4", "--threads", "2"]) == 1
+    assert "a reader process died" in capsys.readouterr().err
+    assert not list(out.rglob("*.parquet"))

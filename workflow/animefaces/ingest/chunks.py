@@ -95,6 +95,18 @@ def parse_chunk(path: str, source: str, start: int, end: int, batch: int) -> tup
     return out, lines, time.process_time() - cpu, peak_rss_mb()
 
 
+class ReaderDied(RuntimeError):
+    """A reader process ended abruptly (killed: out of memory, or by a signal). A fault of the machine, not of the
+    metadata: the job fails, writes no manifest, and a rerun redoes it."""
+
+    def __init__(self, path: str):
+        super().__init__(
+            f"a reader process died while {path!r} was being read (killed: out of memory, or by a signal); no "
+            "manifest was written: rerun the job, and if memory is short give it one reader "
+            "(--set-threads ingest=1: one process, ~650 MB at 5M posts)"
+        )
+
+
 def _changed(path: str, start: int, end: int) -> MetadataError:
     return MetadataError(
         f"metadata file {path!r} changed while it was being read (bytes {start}-{end} are no longer there); "

@@ -10,6 +10,7 @@ import time
 
 from ..cliflags import add_section_flags, flag_values, section_from_args
 from ..config import ConfigError, load_config
+from .chunks import ReaderDied
 from .classes import ClassesConfigError
 from .core import ingest
 from .filters import FilterConfigError, RatingSchemeMismatch
@@ -78,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, json.JSONDecodeError) as exc:
         print(f"animefaces ingest: {exc}", file=sys.stderr)
         return 2
+    except ReaderDied as exc:  # the machine's fault: exit 1 (not 2, a problem with the input)
+        print(f"animefaces ingest: {exc}", file=sys.stderr)
+        return 1
     summary = result.summary()
     summary["seconds"]["total"] = round(time.perf_counter() - t0, 3)
     print(json.dumps(summary, indent=1, sort_keys=True))

@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor
+from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +36,7 @@ from ..parallel import ordered_map
 from ..progress import Progress, track
 from ..shards import N_BUCKETS, check_count, shard_names, shard_of_bucket
 from . import filters as F
-from .chunks import line_chunks, parse_chunk, reader_pool
+from .chunks import ReaderDied, line_chunks, parse_chunk, reader_pool
 from .classes import CharacterNamer, ClassesConfig, top_classes, write_classes
 from .folder import FolderItem, FolderProblem, image_size, iter_folder
 from .mirror import MirrorIndex, image_path, image_paths
@@ -351,15 +351,18 @@ class Ingestor:
         tasks = ((path, source, start, end, BATCH) for start, end in chunks)
         t0 = time.perf_counter()
         results = ordered_map(_parse_chunk_task, tasks, pool=self._pool, window=2 * self.readers + 1)
-        for parsed, lines, cpu, rss in results:
-            self._add_time("read", time.perf_counter() - t0)  # (the wait for the readers)
-            for batch in parsed:
-                self._add_parsed(source, batch, offset)
-            offset += lines
-            self.result.chunks_by_readers += 1
-            self.result.reader_cpu += cpu
-            self.result.reader_peak_rss = max(self.result.reader_peak_rss, rss)
-            t0 = time.perf_counter()
+        try:
+            for parsed, lines, cpu, rss in results:
+                self._add_time("read", time.perf_counter() - t0)  # (the wait for the readers)
+                for batch in parsed:
+                    self._add_parsed(source, batch, offset)
+                offset += lines
+                self.result.chunks_by_readers += 1
+                self.result.reader_cpu += cpu
+                self.result.reader_peak_rss = max(self.result.reader_peak_rss, rss)
+                t0 = time.perf_counter()
+        except BrokenExecutor as exc:
+            raise ReaderDied(path) from exc
         self._add_time("read", time.perf_counter() - t0)
 
     def add_records(self, source: str, batches: Iterable[tuple[list[int], list[Any]]]) -> None:
