@@ -742,8 +742,10 @@ def test_snakemake_rule_runs_ingest(tmp_path, repo, shared):
     assert len(read_classes(work / "results" / "t" / "ingest" / "classes.tsv")) == 3
 
 
-def test_small_batches_and_spilling_give_identical_manifests(tmp_path, monkeypatch):
-    """Memory is bounded by spilling rows to disk; the manifests must not depend on batch size or spilling."""
+@pytest.mark.parametrize("group", [64, 3, 1])
+def test_small_batches_and_spilling_give_identical_manifests(tmp_path, monkeypatch, group):
+    """Memory is bounded by spilling rows to disk; the manifests must not depend on batch size or spilling, nor on
+    how many shards one step puts in order (``HELD_GROUP_SHARDS``; 7 shards here)."""
     recs = [post(pid, rating="sqe"[pid % 3], tag_string_character=f"char_{pid % 4}") for pid in range(100, 400)]
     recs += [post(150), "oops", post(-1)]
     meta = write_jsonl(tmp_path / "m.jsonl", recs)
@@ -755,15 +757,19 @@ def test_small_batches_and_spilling_give_identical_manifests(tmp_path, monkeypat
         return {p.name: pd.read_parquet(p) for p in sorted((out / "manifests").glob("*.parquet"))}
 
     flt = {"ratings": ["s", "q"], "rating_scheme": "legacy"}
-    _, plain = run(tmp_path, [meta], filter_=flt, classes={"top_k": 2, "require_solo": False})
+    cls = {"top_k": 2, "require_solo": False}
+    _, plain = run(tmp_path, [meta], filter_=flt, classes=cls, shards=7)
     expected = manifests()
     monkeypatch.setattr(core, "BATCH", 7)
-    monkeypatch.setattr(core, "SPILL_BYTES", 1)
-    _, spilled = run(tmp_path, [meta], filter_=flt, classes={"top_k": 2, "require_solo": False})
-    assert spilled.spill_files > 10 and plain.spill_files == 0
-    got = manifests()
-    assert got.keys() == expected.keys()
-    for name in expected:
-        pd.testing.assert_frame_equal(got[name], expected[name])
-    assert not list(out.glob(".spill-*"))  # spill files are removed
+    monkeypatch.setattr(core, "HELD_GROUP_SHARDS", group)
+    for spill_bytes, spills in ((1, (10, 1000)), (4096, (3, 30)), (1 << 30, (0, 0))):
+        # every batch spilled alone; several batches per spill plus some held to the end; all held to the end
+        monkeypatch.setattr(core, "SPILL_BYTES", spill_bytes)
+        _, spilled = run(tmp_path, [meta], filter_=flt, classes=cls, shards=7)
+        assert spills[0] <= spilled.spill_files <= spills[1] and plain.spill_files == 0, spilled.spill_files
+        got = manifests()
+        assert got.keys() == expected.keys()
+        for name in expected:
+            pd.testing.assert_frame_equal(got[name], expected[name])
+        assert not list(out.glob(".spill-*"))  # spill files are removed
     assert (expected["000.parquet"]["status"] == "kept").sum() > 0
