@@ -103,7 +103,7 @@ class ReaderDied(RuntimeError):
         super().__init__(
             f"a reader process died while {path!r} was being read (killed: out of memory, or by a signal); no "
             "manifest was written: rerun the job, and if memory is short give it one reader "
-            "(--set-threads ingest=1: one process, ~650 MB at 5M posts)"
+            "(--set-threads ingest=1: one process, ~630 MB at 5M posts)"
         )
 
 
@@ -116,8 +116,8 @@ def _changed(path: str, start: int, end: int) -> MetadataError:
 
 class _FileRange(io.RawIOBase):
     """Bytes ``[start, end)`` of a file as a raw stream (``pread``s; a buffered reader on top reads it in blocks
-    that are reused, where reading the whole chunk at once faulted in 32 MiB of fresh memory per chunk: ~15% of
-    a reader's time)."""
+    that are reused, where reading the whole chunk at once faulted in 32 MiB of fresh memory per chunk: 11-38% of
+    reading and decoding a chunk in one scratch run, BENCHMARKS.md "session 7")."""
 
     def __init__(self, path: str, start: int, end: int):
         super().__init__()

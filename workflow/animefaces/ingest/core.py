@@ -619,7 +619,7 @@ class Ingestor:
             details = pc.replace_with_mask(details, pa.array(is_reason), values)
         return details
 
-    def _missing_details(self, ids: np.ndarray, exts: pa.Array) -> pa.Array | list[str]:
+    def _missing_details(self, ids: np.ndarray, exts: pa.Array) -> pa.Array:
         """``{"path": <where the image should be>}`` per post, built in Arrow: only the root can need JSON
         escaping (the rest is digits, '/', '.' and an extension that passed ``^[a-z0-9]{1,5}$``), so it is
         escaped once."""
@@ -633,7 +633,7 @@ class Ingestor:
             why = self.mirror.rejected.get((pid, ext))
             if why:
                 texts[k] = _dumps({"path": image_path(self.root, pid, ext, self.layout), "why": why})
-        return texts
+        return pa.array(texts, pa.string())
 
     # ---------------------------------------------------------------------------------------- writing
 
