@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ STAGES = ["demo", "ingest", "crop", "clean", "dedup", "normalise", "select", "pa
 KILLS = dict.fromkeys(STAGES, 2)
 FRACTION = (0.1, 0.75)  # of the stage's reference job time: late enough to be inside it, early enough to not miss
 REPORT_SECONDS = 2.0  # report rules have no benchmark file: their typical job time
+PACE_CLAMP = (0.25, 2.0)  # bounds of the run's pace against the reference (`Pace`)
 # `python -m animefaces.<module>` -> the stage it belongs to (runlock: every job's lock check, not a stage)
 MODULE_STAGE = {"sample_classes": "sample", "rank": "rank", "resources": "fetch_cascade", "runlock": None}
 BUDGET_S = 3600  # the whole harness; it fails rather than hang
@@ -64,9 +66,10 @@ def _snakemake(*extra: str) -> list[str]:
 USER_RUN = ("--profile", "workflow/profiles/default", "--cores", "2")
 
 
-def group_stages(pgid: int) -> set[str]:
-    """The stages whose jobs run in process group ``pgid`` now (from /proc: `python -m animefaces.<module>`)."""
-    stages: set[str] = set()
+def group_jobs(pgid: int) -> dict[int, str]:
+    """The animefaces processes in process group ``pgid`` now, pid -> stage (from /proc: `python -m
+    animefaces.<module>`; a job's worker processes carry the same command line)."""
+    jobs: dict[int, str] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
@@ -80,8 +83,13 @@ def group_stages(pgid: int) -> set[str]:
                 name = module.decode().split(".")[1]
                 stage = MODULE_STAGE.get(name, name)
                 if stage:
-                    stages.add(stage)
-    return stages
+                    jobs[int(stat.parent.name)] = stage
+    return jobs
+
+
+def group_stages(pgid: int) -> set[str]:
+    """The stages whose jobs run in process group ``pgid`` now."""
+    return set(group_jobs(pgid).values())
 
 
 def processes_in(work: Path) -> list[int]:
@@ -98,19 +106,102 @@ def processes_in(work: Path) -> list[int]:
 
 
 def reference_seconds(bench: Path) -> dict[str, float]:
-    """Median job wall time per stage in the reference run (Snakemake's benchmark files, column ``s``)."""
+    """Median job wall time per stage in the reference run (Snakemake's benchmark files, column ``s``; report
+    rules have none: `REPORT_SECONDS` stands in for them where a delay is computed)."""
     times: dict[str, list[float]] = {}
     for tsv in bench.rglob("*.tsv"):
         stage = tsv.relative_to(bench).parts[0].removesuffix(".tsv")
         times.setdefault(stage, []).append(float(pd.read_csv(tsv, sep="\t")["s"].iloc[0]))
-    out = {stage: statistics.median(v) for stage, v in times.items()}
-    out.setdefault("report", REPORT_SECONDS)
-    return out
+    return {stage: statistics.median(v) for stage, v in times.items()}
 
 
 def kill_plan(seed: int = SEED) -> list[tuple[str, float]]:
     rng = random.Random(seed)
     return [(stage, round(rng.uniform(*FRACTION), 3)) for stage, n in KILLS.items() for _ in range(n)]
+
+
+class Pace:
+    """How fast this run's jobs go against the reference run: the median, over the animefaces processes seen to
+    start and end in this run, of (lifetime / the reference's median job time for its stage), clamped to
+    `PACE_CLAMP`; 1.0 until one has ended. A kill's delay is scaled by it, so that a machine quieter than it
+    was during the reference run does not finish a short one-job stage (select: ~1.4 s) before its kill point.
+    Processes ended by a kill are forgotten, not measured."""
+
+    def __init__(self, reference: dict[str, float]):
+        self.reference = reference
+        self.alive: dict[int, tuple[str, float]] = {}
+        self.ratios: list[float] = []
+
+    def observe(self, jobs: dict[int, str], now: float) -> None:
+        for pid, stage in jobs.items():
+            self.alive.setdefault(pid, (stage, now))
+        for pid in self.alive.keys() - jobs.keys():
+            stage, seen = self.alive.pop(pid)
+            if stage in self.reference:
+                self.ratios.append((now - seen) / self.reference[stage])
+
+    def forget(self) -> None:
+        self.alive.clear()
+
+    def factor(self) -> float:
+        if not self.ratios:
+            return 1.0
+        return min(max(statistics.median(self.ratios), PACE_CLAMP[0]), PACE_CLAMP[1])
+
+
+@dataclass
+class KillPoint:
+    stage: str
+    fraction: float
+    escapes: int = 0  # times a job of its stage ended before the fire time (each halves the fraction)
+
+
+class Aimer:
+    """When to fire the next kill point. The first point of the plan is aimed at when a job of its stage runs:
+    fire after ``fraction`` of the stage's reference job time (scaled by `Pace`). The kill is fired only while a
+    job of that stage still runs; one that ended first is an *escape*, not a kill: the point is kept with its
+    fraction halved and aimed at the next job of its stage. A stage with no job left in this run (a one-job
+    stage that finished) would block every later point, so after an escape in an attempt the first point of
+    any stage that runs is aimed at; points whose stage never runs again are left, and reported as skipped."""
+
+    def __init__(self, plan: list[tuple[str, float]], reference: dict[str, float]):
+        self.plan = [KillPoint(stage, fraction) for stage, fraction in plan]
+        self.reference = reference
+        self.pace = Pace(reference)
+        self.escapes: list[dict] = []
+        self.new_attempt()
+
+    def new_attempt(self) -> None:
+        self.aim: KillPoint | None = None
+        self.aim_delay = self.fire_at = 0.0
+        self.escaped = False
+        self.pace.forget()
+
+    def delay(self, point: KillPoint) -> float:
+        ref = self.reference.get(point.stage, REPORT_SECONDS)
+        return point.fraction * 0.5**point.escapes * ref * self.pace.factor()
+
+    def step(self, jobs: dict[int, str], now: float) -> KillPoint | None:
+        """Called every poll with the group's jobs: the point to fire now (the caller kills and calls `fired`)."""
+        self.pace.observe(jobs, now)
+        running = set(jobs.values())
+        if self.aim is not None and self.aim.stage not in running:
+            self.aim.escapes += 1
+            self.escapes.append({"stage": self.aim.stage, "fraction": self.aim.fraction, "delay_s": self.aim_delay})
+            self.aim, self.escaped = None, True
+        if self.aim is None:
+            for k, point in enumerate(self.plan):
+                if point.stage in running and (k == 0 or self.escaped):
+                    self.aim, self.aim_delay = point, round(self.delay(point), 3)
+                    self.fire_at = now + self.aim_delay
+                    break
+        if self.aim is not None and now >= self.fire_at:
+            return self.aim
+        return None
+
+    def fired(self, point: KillPoint) -> None:
+        self.plan.remove(point)
+        self.aim = None
 
 
 # ------------------------------------------------------------------------------------------------- comparison
@@ -273,12 +364,12 @@ def test_kill9_at_seeded_points_across_every_stage_reruns_to_identical_outputs(d
         ignore=lambda d, names: {"results", ".snakemake", "report.zip"} & set(names),
     )
     res = work / "results" / demo_run["config"]["dataset"]["name"]
-    bench = demo_run["results"] / "benchmarks"
+    reference = reference_seconds(demo_run["results"] / "benchmarks")
     plan = kill_plan()
     assert len(plan) >= 20 and {stage for stage, _ in plan} == set(KILLS)
+    aimer = Aimer(plan, reference)
     env = _env()
     kills: list[dict] = []
-    skipped: list[str] = []
     attempts = 0
     while True:
         attempts += 1
@@ -291,40 +382,34 @@ def test_kill9_at_seeded_points_across_every_stage_reruns_to_identical_outputs(d
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        target, fraction = plan[0] if plan else (None, 0.0)
-        fire_at = None
+        aimer.new_attempt()
         killed = False
         while proc.poll() is None:
             if time.monotonic() - t_start > BUDGET_S:
                 os.killpg(proc.pid, signal.SIGKILL)
                 pytest.fail(f"over {BUDGET_S} s; kills so far: {kills}")
-            if target is not None:
-                running = group_stages(proc.pid)
-                if fire_at is None and target in running:
-                    delay = fraction * reference_seconds(bench).get(target, REPORT_SECONDS)
-                    fire_at = time.monotonic() + delay
-                if fire_at is not None and time.monotonic() >= fire_at:
-                    running = group_stages(proc.pid)
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=120)
-                    kills.append(
-                        {
-                            "stage": target,
-                            "fraction": fraction,
-                            "attempt": attempts,
-                            "running": sorted(running),
-                            "hit": target in running,
-                            "at_s": round(time.monotonic() - t_start, 1),
-                        }
-                    )
-                    plan.pop(0)
-                    killed = True
-                    break
+            jobs = group_jobs(proc.pid)
+            point = aimer.step(jobs, time.monotonic())
+            if point is not None:  # a job of its stage is running (read just now): kill the whole group
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=120)
+                aimer.fired(point)
+                kills.append(
+                    {
+                        "stage": point.stage,
+                        "fraction": point.fraction,
+                        "escapes": point.escapes,
+                        "attempt": attempts,
+                        "running": sorted(set(jobs.values())),
+                        "at_s": round(time.monotonic() - t_start, 1),
+                    }
+                )
+                killed = True
+                break
             time.sleep(0.1)
         if not killed:
             # the run ended: the harness is done when it succeeded; the kill points left found no job to kill
             assert proc.returncode == 0, f"attempt {attempts} failed with {proc.returncode} (kills: {kills})"
-            skipped += [stage for stage, _ in plan]
             break
         deadline = time.monotonic() + 30
         while processes_in(work) and time.monotonic() < deadline:  # the group's processes are reaped
@@ -342,15 +427,17 @@ def test_kill9_at_seeded_points_across_every_stage_reruns_to_identical_outputs(d
         assert unlock.returncode == 0, unlock.stderr[-2000:]
     record = {
         "kills": kills,
-        "skipped": skipped,
+        "escapes": aimer.escapes,
+        "skipped": [point.stage for point in aimer.plan],
         "attempts": attempts,
         "seconds": round(time.monotonic() - t_start),
-        "reference_job_seconds": reference_seconds(bench),
+        "pace": round(aimer.pace.factor(), 3),
+        "reference_job_seconds": reference,
     }
     print(json.dumps(record, indent=1))
     (tmp_path / "kills.json").write_text(json.dumps(record, indent=1))
     assert len(kills) >= 20, record
-    hit = {k["stage"] for k in kills if k["hit"]}
+    hit = {k["stage"] for k in kills}
     assert hit == set(KILLS), f"stages no kill landed in: {set(KILLS) - hit}; {record}"
 
     problems = compare_results(demo_run["results"], res)
@@ -439,3 +526,56 @@ def test_processes_of_a_group_are_mapped_to_stages():
         for p in procs:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait()
+
+
+def test_aimer_fires_inside_a_job_of_its_stage_after_its_fraction():
+    aimer = Aimer([("crop", 0.5), ("clean", 0.25)], {"crop": 4.0, "clean": 2.0})
+    assert aimer.step({1: "ingest"}, 0.0) is None  # not its stage: nothing aimed
+    assert aimer.step({2: "clean"}, 0.1) is None  # a later point's stage: order is kept without an escape
+    assert aimer.aim is None
+    assert aimer.step({3: "crop", 2: "clean"}, 1.0) is None and aimer.fire_at == pytest.approx(3.0)
+    assert aimer.step({3: "crop"}, 2.9) is None
+    point = aimer.step({4: "crop"}, 3.0)  # another job of the stage by now: still inside a crop job
+    assert point is not None and (point.stage, point.fraction, point.escapes) == ("crop", 0.5, 0)
+    aimer.fired(point)
+    assert [p.stage for p in aimer.plan] == ["clean"] and aimer.escapes == []
+
+
+def test_aimer_never_fires_after_the_job_ended_and_retries_with_half_the_fraction():
+    aimer = Aimer([("crop", 0.5)], {"crop": 4.0})
+    assert aimer.step({3: "crop"}, 0.0) is None  # fire at 2.0
+    assert aimer.step({}, 1.5) is None  # the job ended first: an escape, no kill
+    assert aimer.escapes == [{"stage": "crop", "fraction": 0.5, "delay_s": 2.0}]
+    # the ended process measured the pace: 1.5 s against the reference 4 s
+    assert aimer.pace.factor() == pytest.approx(0.375)
+    assert aimer.step({5: "crop"}, 2.0) is None
+    assert aimer.fire_at == pytest.approx(2.0 + 0.5 * 0.5 * 4.0 * 0.375)
+    point = aimer.step({5: "crop"}, 2.4)
+    assert point is not None and point.escapes == 1
+
+
+def test_aimer_moves_past_a_one_job_stage_that_escaped():
+    aimer = Aimer([("select", 0.6), ("select", 0.3), ("pack", 0.5)], {"select": 1.4, "pack": 1.0})
+    assert aimer.step({7: "select"}, 0.0) is None
+    assert aimer.step({}, 0.5) is None  # select ended before 0.84 s: it will not run again in this run
+    assert aimer.step({8: "pack"}, 0.6) is None  # after an escape a later point's stage may be aimed at
+    assert aimer.aim is not None and aimer.aim.stage == "pack"
+    point = aimer.step({8: "pack"}, 5.0)
+    assert point is not None and point.stage == "pack"
+    aimer.fired(point)
+    aimer.new_attempt()  # the next attempt: the order holds again until the next escape
+    assert aimer.step({9: "pack"}, 0.0) is None and aimer.aim is None
+    assert [p.stage for p in aimer.plan] == ["select", "select"]
+
+
+def test_pace_is_the_median_lifetime_ratio_clamped_and_forgets_killed_processes():
+    pace = Pace({"crop": 2.0, "train": 100.0})
+    pace.observe({1: "crop", 2: "report", 3: "train"}, 0.0)
+    pace.observe({3: "train"}, 1.0)  # crop ended after 1 s: 0.5; report has no reference: not measured
+    assert pace.ratios == [0.5] and pace.factor() == 0.5
+    pace.forget()  # the group was killed: train's lifetime is not a job time
+    pace.observe({}, 50.0)
+    assert pace.ratios == [0.5]
+    pace.observe({4: "crop", 5: "crop"}, 60.0)
+    pace.observe({}, 60.1)  # two more at 0.05: the median 0.05, clamped
+    assert pace.factor() == PACE_CLAMP[0] == 0.25
