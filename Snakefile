@@ -14,6 +14,7 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     shard=r"\d{3}",
+    batch=BATCH_RE,
 
 
 include: "workflow/rules/demo.smk"

@@ -149,6 +149,8 @@ BAD_CONFIGS = [
     ({"crop": {"cascade_path": "/no/such/cascade.xml"}}, "crop.cascade_path", "no such file"),
     ({"crop": {"detector": "yolo"}}, "crop.detector", "must be one of"),
     ({"shards": {"count": 0}}, "shards.count", "must be >="),
+    ({"shards": {"count": 25, "per_job": 10}}, "shards.per_job", "must divide shards.count = 25"),
+    ({"shards": {"per_job": 4}}, "shards.per_job", "must be one of"),
     ({"filter": {"ratings": ["s"]}}, "filter.ratings", "rating_scheme"),
     ({"filter": {"ratings": ["x"]}}, "filter.ratings[0]", "must be one of"),
     ({"dataset": {"name": "my run"}}, "dataset.name", "pattern"),

@@ -29,6 +29,28 @@ def test_shards_partition_all_buckets():
         shards.shard_names(0)
 
 
+def test_jobs_of_several_shards_cover_every_shard_once_and_keep_their_names():
+    from animefaces.wiring import per_batch
+
+    for count, per_job, jobs in ((4, 1, 4), (20, 10, 2), (500, 10, 50), (1000, 10, 100), (1000, 100, 10)):
+        batches = shards.batch_names(count, per_job)
+        assert len(batches) == jobs and len(set(batches)) == jobs
+        assert all(len(b) == shards.batch_width(per_job) for b in batches)
+        covered = [s for b in batches for s in shards.shards_of_batch(b, per_job)]
+        assert covered == shards.shard_names(count)  # each shard once, in order
+    assert shards.shards_of_batch("003", 1) == ["003"]
+    assert per_batch("RES/crop/manifests/{shard}.parquet", 1) == ["RES/crop/manifests/{batch}.parquet"]
+    files = per_batch("RES/crop/images/{shard}", 10)
+    assert files[0] == "RES/crop/images/{batch}0" and files[-1] == "RES/crop/images/{batch}9" and len(files) == 10
+    assert [f.format(batch="04") for f in files][3] == "RES/crop/images/043"
+    with pytest.raises(ValueError, match="no {shard}"):
+        per_batch("RES/dedup/pairs.parquet", 10)
+    with pytest.raises(ValueError, match=r"shards.per_job = 10 must divide shards.count = 25"):
+        shards.batch_names(25, 10)
+    with pytest.raises(ValueError, match="shards.per_job must be one of 1, 10, 100"):
+        shards.batch_suffixes(4)
+
+
 def test_atomic_path_leaves_nothing_on_error(tmp_path):
     target = tmp_path / "out.txt"
     with pytest.raises(RuntimeError), atomic_path(target) as tmp:

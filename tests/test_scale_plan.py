@@ -18,12 +18,14 @@ from test_partial_rerun import copy_workflow, snakemake, write_config
 MAX_ARG_STRLEN = 128 * 1024
 
 
-def longest_commands(workdir: Path, shards: int) -> dict[str, int]:
-    """{rule: length of its longest shell command} in a dry run with ``shards`` shards."""
+def longest_commands(workdir: Path, shards: int, **shard_keys) -> dict[str, int]:
+    """{rule: length of its longest shell command} in a dry run with ``shards`` shards (and other ``shards`` keys)."""
     (workdir / "frozen-d.pt").touch()  # rank.network: a file no rule writes; the rank rule joins the DAG
-    config = {"shards": {"count": shards}, "normalise": {"upscale": {"backend": "learned"}}}
+    config = {"shards": {"count": shards, **shard_keys}, "normalise": {"upscale": {"backend": "learned"}}}
     write_config(workdir, {**config, "rank": {"network": "frozen-d.pt"}})
     out = snakemake(workdir, "-n", "-p", "--notemp", timeout=600)
+    jobs = re.search(r"^(?:crop_clean|crop)\s+(\d+)\s*$", out, re.M)
+    assert jobs and int(jobs.group(1)) == shards // shard_keys.get("per_job", 1), out[-3000:]
     longest: dict[str, int] = {}
     rule = None
     for line in out.splitlines():
@@ -46,3 +48,16 @@ def test_no_job_command_grows_with_the_shard_count(tmp_path):
     grown = {rule: (small[rule], large[rule]) for rule in large if large[rule] > small[rule] + 3}  # "4" -> "1000"
     assert not grown, f"commands that grow with the shard count (4 -> 1000 shards): {grown}"
     assert max(large.values()) < MAX_ARG_STRLEN // 16
+
+
+@pytest.mark.slow  # a dry run of 1000 shards in 10 jobs per per-shard stage: ~10 s
+def test_a_hundred_shards_per_job_stay_under_the_argument_cap(tmp_path):
+    """``shards.per_job`` puts each shard's files on its job's command line: at the largest setting (100 shards per
+    job, crop and clean fused: five paths per shard) the longest command must stay below the cap even with a
+    results path much longer than the demo's."""
+    wd = copy_workflow(tmp_path / "wf")
+    large = longest_commands(wd, 1000, per_job=100, fuse=True)
+    assert large["crop_clean"] > large["dedup"]  # the per-shard lists are there
+    # 100 shards x 5 paths (ingest, crop and clean manifests, crop images, the crop manifest again for clean): a
+    # results folder 100 characters longer than `results/demo` still fits
+    assert large["crop_clean"] + 500 * 100 < MAX_ARG_STRLEN, large["crop_clean"]

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .cliflags import add_section_flags, section_or_exit
+from .cliflags import add_section_flags, section_or_exit, shard_runs_or_exit
 from .columns import is_missing, str_or_none
 from .config import fill_defaults
 from .decode import ImageRejected, format_of_file, is_lossless, load_rgb, read_file
@@ -276,23 +276,27 @@ def clean_frame(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="animefaces clean",
-        description="Decode every face crop of a shard, drop unusable ones with a reason, hash the rest for dedup.",
+        description="Decode every face crop of a shard (or of several in turn: each flag one value per shard), drop "
+        "unusable ones with a reason, hash the rest for dedup.",
     )
-    ap.add_argument("--input", required=True, help="crop manifest of the shard (RES/crop/manifests/<shard>.parquet)")
-    ap.add_argument("--output", required=True, help="clean manifest to write")
-    ap.add_argument("--shard", help="shard name (default: the input file's stem)")
+    ap.add_argument(
+        "--input", nargs="+", required=True, help="crop manifest of each shard (RES/crop/manifests/<shard>.parquet)"
+    )
+    ap.add_argument("--output", nargs="+", required=True, help="clean manifest to write for each shard")
+    ap.add_argument("--shard", nargs="+", help="shard names (default: the input files' stems)")
     ap.add_argument("--threads", type=int, default=1, help="worker threads (default: %(default)s)")
     ap.add_argument("--hash", help="perceptual hash for dedup (the config's dedup.hash; default: its schema default)")
     add_section_flags(ap, STAGE)
     args = ap.parse_args(argv)
     params = section_or_exit(ap, args, STAGE)
-    shard = args.shard or Path(args.input).stem
-    t0 = time.perf_counter()
+    runs = shard_runs_or_exit(ap, args.shard, input=args.input, output=args.output)
     blocklist = load_blocklist(params["blocklist"])
-    items = read_kept(args.input)
-    frame = clean_frame(items, shard, params, blocklist, args.threads, args.hash)
-    write_manifest(frame, args.output)
-    print_summary(frame, items, shard, t0)
+    for shard, paths in runs:
+        t0 = time.perf_counter()
+        items = read_kept(paths["input"])
+        frame = clean_frame(items, shard, params, blocklist, args.threads, args.hash)
+        write_manifest(frame, paths["output"])
+        print_summary(frame, items, shard, t0)
     return 0
 
 

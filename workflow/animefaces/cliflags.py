@@ -15,6 +15,7 @@ import copy
 import json
 import textwrap
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -227,6 +228,26 @@ def shard_set_or_exit(ap: argparse.ArgumentParser, args: argparse.Namespace, lis
         except ValueError as exc:
             ap.error(str(exc))
     return named
+
+
+def shard_runs_or_exit(
+    ap: argparse.ArgumentParser, shards: list[str] | None, **paths: list[str]
+) -> list[tuple[str, dict[str, str]]]:
+    """A per-shard stage's ``(shard, {flag: path})`` for each shard its job runs (``shards.per_job`` can put
+    several in one job): the i-th value of every path flag belongs to the i-th shard, and a shard's name is the
+    stem of its first path (the workflow's per-shard files are named ``<shard>.parquet``, ``<shard>/``) unless
+    ``--shard`` names them. Different counts are a usage error (exit 2)."""
+    counts = {flag: len(values) for flag, values in paths.items()}
+    if shards is not None:
+        counts["shard"] = len(shards)
+    if len(set(counts.values())) != 1:
+        given = ", ".join(f"--{flag.replace('_', '-')}: {n}" for flag, n in counts.items())
+        ap.error(f"each of these flags needs one value per shard, in the same order; got {given}")
+    first = next(iter(paths.values()))
+    names = shards if shards is not None else [Path(path).stem for path in first]
+    if len(set(names)) != len(names):
+        ap.error(f"a shard is named twice: {' '.join(names)}")
+    return [(name, {flag: values[i] for flag, values in paths.items()}) for i, name in enumerate(names)]
 
 
 def section_or_exit(ap: argparse.ArgumentParser, args: argparse.Namespace, section: str, **kw: Any) -> dict:

@@ -87,7 +87,23 @@ def check_ingest(cfg: dict) -> list[str]:
     return out
 
 
-CHECKS: list[Callable[[dict], list[str]]] = [check_ingest, check_demo, check_crop, check_packs_and_training]
+def check_shards(cfg: dict) -> list[str]:
+    from .shards import check_per_job
+
+    try:
+        check_per_job(cfg["shards"]["count"], cfg["shards"]["per_job"])
+    except ValueError as exc:
+        return [str(exc)]
+    return []
+
+
+CHECKS: list[Callable[[dict], list[str]]] = [
+    check_shards,
+    check_ingest,
+    check_demo,
+    check_crop,
+    check_packs_and_training,
+]
 
 
 def validate_or_exit(cfg: dict, source: str = "") -> dict:

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import write_bytes
-from .cliflags import add_section_flags, section_or_exit
+from .cliflags import add_section_flags, section_or_exit, shard_runs_or_exit
 from .columns import int_or_none, str_or_empty
 from .config import fill_defaults
 from .decode import ImageRejected, load_rgb, read_bgr, read_file
@@ -451,11 +451,14 @@ def run_crop(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="animefaces crop", description="Detect and crop faces for one shard.")
-    ap.add_argument("--shard", required=True, help="shard name, e.g. 000")
-    ap.add_argument("--manifest", required=True, help="input: the ingest manifest of this shard (.parquet)")
-    ap.add_argument("--out-manifest", required=True, help="output: the crop manifest of this shard (.parquet)")
-    ap.add_argument("--images", required=True, help="output folder for the crops ({post_id}_{n}.png)")
+    ap = argparse.ArgumentParser(
+        prog="animefaces crop",
+        description="Detect and crop faces for one shard, or several in turn (each flag: one value per shard).",
+    )
+    ap.add_argument("--shard", nargs="+", help="shard names, e.g. 000 (default: the --manifest file stems)")
+    ap.add_argument("--manifest", nargs="+", required=True, help="input: the ingest manifest of each shard (.parquet)")
+    ap.add_argument("--out-manifest", nargs="+", required=True, help="output: the crop manifest of each shard")
+    ap.add_argument("--images", nargs="+", required=True, help="each shard's crop folder ({post_id}_{n}.png)")
     ap.add_argument("--cascade", help="lbpcascade_animeface.xml (needed for detector lbpcascade)")
     ap.add_argument("--threads", type=int, default=1, help="worker threads inside this job (default: %(default)s)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -463,13 +466,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     params = section_or_exit(ap, args, "crop")
-    try:
-        posts = read_kept(args.manifest)
-        df = run_crop(posts, args.shard, args.images, params, args.cascade, args.threads, not args.no_progress)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    write_manifest(df, args.out_manifest)
+    runs = shard_runs_or_exit(
+        ap, args.shard, manifest=args.manifest, out_manifest=args.out_manifest, images=args.images
+    )
+    for shard, paths in runs:
+        try:
+            posts = read_kept(paths["manifest"])
+            df = run_crop(posts, shard, paths["images"], params, args.cascade, args.threads, not args.no_progress)
+        except (FileNotFoundError, ValueError) as exc:
+            print(f"error: shard {shard}: {exc}", file=sys.stderr)
+            return 1
+        write_manifest(df, paths["out_manifest"])
     return 0
 
 

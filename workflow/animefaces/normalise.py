@@ -33,7 +33,7 @@ import pandas as pd
 from PIL import Image
 
 from .atomic import write_bytes
-from .cliflags import add_section_flags, section_or_exit
+from .cliflags import add_section_flags, section_or_exit, shard_runs_or_exit
 from .decode import ImageRejected, load_rgb
 from .faults import raise_if_fault
 from .manifest import read_kept, write_manifest
@@ -262,12 +262,15 @@ def normalise_frame(
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="animefaces normalise",
-        description="Upscale, resize/pad to S x S 8-bit sRGB, write PNG/JPEG and gate every output (one shard).",
+        description="Upscale, resize/pad to S x S 8-bit sRGB, write PNG/JPEG and gate every output (one shard, or "
+        "several in turn: each flag one value per shard).",
     )
-    ap.add_argument("--input", required=True, help="dedup manifest of the shard (RES/dedup/manifests/<shard>.parquet)")
-    ap.add_argument("--output", required=True, help="normalise manifest to write")
-    ap.add_argument("--images", required=True, help="directory for the normalised images of this shard")
-    ap.add_argument("--shard", help="shard name (default: the input file's stem)")
+    ap.add_argument(
+        "--input", nargs="+", required=True, help="dedup manifest of each shard (RES/dedup/manifests/<shard>.parquet)"
+    )
+    ap.add_argument("--output", nargs="+", required=True, help="normalise manifest to write for each shard")
+    ap.add_argument("--images", nargs="+", required=True, help="directory for each shard's normalised images")
+    ap.add_argument("--shard", nargs="+", help="shard names (default: the input files' stems)")
     ap.add_argument("--threads", type=int, default=1, help="worker threads (default: %(default)s)")
     ap.add_argument(
         "--upscale-model",
@@ -277,12 +280,13 @@ def main(argv: list[str] | None = None) -> int:
     add_section_flags(ap, STAGE)
     args = ap.parse_args(argv)
     params = section_or_exit(ap, args, STAGE)
-    shard = args.shard or Path(args.input).stem
-    t0 = time.perf_counter()
-    items = read_kept(args.input)
-    frame = normalise_frame(items, shard, params, args.images, args.threads, args.upscale_model or None)
-    write_manifest(frame, args.output)
-    print_summary(frame, items, shard, t0)
+    runs = shard_runs_or_exit(ap, args.shard, input=args.input, output=args.output, images=args.images)
+    for shard, paths in runs:
+        t0 = time.perf_counter()
+        items = read_kept(paths["input"])
+        frame = normalise_frame(items, shard, params, paths["images"], args.threads, args.upscale_model or None)
+        write_manifest(frame, paths["output"])
+        print_summary(frame, items, shard, t0)
     return 0
 
 

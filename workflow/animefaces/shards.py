@@ -46,3 +46,50 @@ def shard_names(count: int) -> list[str]:
 def buckets_of_shard(index: int, count: int) -> range:
     """The buckets a shard holds (inverse of :func:`shard_index`)."""
     return range(index, N_BUCKETS, check_count(count))
+
+
+# ------------------------------------------------------------------------------ several shards per job
+# Snakemake's cost is per job (~4-5 ms each in a dry run, more when it runs them), so a plan of 1000 shards spends
+# most of its time on the 2,000 per-shard jobs. ``shards.per_job`` runs several shards in one job of each
+# per-shard stage. Snakemake needs every output of a job to carry its wildcard, so a job (wildcard ``batch``) covers
+# the shards whose names share all but their last 1 or 2 digits: ``per_job`` is 1, 10 or 100 and divides ``count``.
+# Each shard keeps its own manifest, images and ledger rows; only the job (rerun unit, log) is shared.
+JOB_SIZES = (1, 10, 100)
+
+
+def _digits(per_job: int) -> int:
+    """How many last digits of a shard name vary inside one job."""
+    if per_job not in JOB_SIZES:
+        raise ValueError(f"shards.per_job must be one of {', '.join(map(str, JOB_SIZES))}, got {per_job!r}")
+    return len(str(per_job)) - 1
+
+
+def check_per_job(count: int, per_job: int) -> int:
+    digits = _digits(per_job)
+    if int(count) % per_job:
+        raise ValueError(
+            f"shards.per_job = {per_job} must divide shards.count = {count} (a job covers the shards whose names "
+            f"share all but their last {digits} digit(s)): use a count that is a multiple of {per_job}"
+        )
+    return per_job
+
+
+def batch_suffixes(per_job: int) -> list[str]:
+    """The last digits that tell apart the shards of one job (``[""]`` for one shard per job)."""
+    digits = _digits(per_job)
+    return [f"{j:0{digits}d}" for j in range(per_job)] if digits else [""]
+
+
+def batch_width(per_job: int) -> int:
+    """Digits in a job's name (the ``batch`` wildcard): 3 for one shard per job, 2 for 10, 1 for 100."""
+    return 3 - _digits(per_job)
+
+
+def batch_names(count: int, per_job: int) -> list[str]:
+    """The jobs of a per-shard stage: one per ``per_job`` consecutive shards."""
+    check_per_job(count, per_job)
+    return sorted({name[: batch_width(per_job)] for name in shard_names(count)})
+
+
+def shards_of_batch(batch: str, per_job: int) -> list[str]:
+    return [batch + suffix for suffix in batch_suffixes(per_job)]

@@ -107,6 +107,17 @@ def results_of(name: str) -> Callable[..., str]:
     return results
 
 
+def per_batch(pattern: str, per_job: int) -> list[str]:
+    """A per-shard file pattern (holding ``{shard}``) as the files of one job of a per-shard stage (wildcard
+    ``{batch}``; ``shards.per_job`` shards per job): ``{batch}`` followed by each shard's last digits, so every
+    file keeps its shard's own name (``per_job`` 1: the pattern with ``{batch}`` for ``{shard}``)."""
+    from .shards import batch_suffixes
+
+    if "{shard}" not in pattern:
+        raise ValueError(f"per_batch: {pattern!r} has no {{shard}}")
+    return [pattern.replace("{shard}", "{batch}" + suffix) for suffix in batch_suffixes(per_job)]
+
+
 def rank_network(config: dict) -> list[str]:
     """The frozen discriminator the rank rule reads: ``[rank.network]``, or ``[]`` when unset (no ranking)."""
     network = config["rank"]["network"]

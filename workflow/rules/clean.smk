@@ -1,4 +1,4 @@
-# Cleaning (per shard): full decode of every face crop, size/monochrome/blocklist drops, hashes for dedup
+# Cleaning (per shard; shards.per_job shards per job): full decode of every face crop, size/monochrome/blocklist drops, hashes for dedup
 # (the perceptual hash is dedup's choice, dedup.hash: changing it reruns clean and dedup).
 # The optional blocklist file is an input, so editing it reruns clean (and everything after it).
 
@@ -7,15 +7,15 @@ if not config["shards"]["fuse"]:
 
     rule clean:
         input:
-            manifest=f"{RES}/crop/manifests/{{shard}}.parquet",
-            images=f"{RES}/crop/images/{{shard}}",
+            manifests=shard_files(f"{RES}/crop/manifests/{{shard}}.parquet"),
+            images=shard_files(f"{RES}/crop/images/{{shard}}"),
             blocklist=config["clean"]["blocklist"] or [],
         output:
-            manifest=f"{RES}/clean/manifests/{{shard}}.parquet",
+            manifests=shard_files(f"{RES}/clean/manifests/{{shard}}.parquet"),
         log:
-            f"{RES}/logs/clean/{{shard}}.log",
+            f"{RES}/logs/clean/{{batch}}.log",
         benchmark:
-            f"{RES}/benchmarks/clean/{{shard}}.tsv"
+            f"{RES}/benchmarks/clean/{{batch}}.tsv"
         conda:
             "../../envs/vision.yaml"
         threads: 2
@@ -26,6 +26,6 @@ if not config["shards"]["fuse"]:
             hash=config["dedup"]["hash"],
             runtime=runtime_params(config, "clean"),
         shell:
-            "python -m animefaces.clean --shard {wildcards.shard} --input {input.manifest:q}"
-            " --output {output.manifest:q} --params {params.cfg:q} --runtime {params.runtime:q} --hash {params.hash}"
+            "python -m animefaces.clean --input {input.manifests:q}"
+            " --output {output.manifests:q} --params {params.cfg:q} --runtime {params.runtime:q} --hash {params.hash}"
             " --threads {threads} > {log:q} 2>&1"

@@ -1,4 +1,5 @@
-# Face cropping: the cascade as a checksummed resource, then one crop job per shard.
+# Face cropping: the cascade as a checksummed resource, then one crop job per shard (per shards.per_job shards:
+# wildcard `batch`, shard_files() lists each shard's own files; every per-shard rule works this way).
 
 
 # Only crop.cascade_path is passed (not the whole section), so tuning the detector does not refetch the file; it
@@ -23,15 +24,15 @@ if not config["shards"]["fuse"]:
 
     rule crop:
         input:
-            manifest=f"{RES}/ingest/manifests/{{shard}}.parquet",
+            manifests=shard_files(f"{RES}/ingest/manifests/{{shard}}.parquet"),
             cascade="resources/lbpcascade_animeface.xml",
         output:
-            manifest=f"{RES}/crop/manifests/{{shard}}.parquet",
-            images=directory(f"{RES}/crop/images/{{shard}}"),
+            manifests=shard_files(f"{RES}/crop/manifests/{{shard}}.parquet"),
+            images=[directory(d) for d in shard_files(f"{RES}/crop/images/{{shard}}")],
         log:
-            f"{RES}/logs/crop/{{shard}}.log",
+            f"{RES}/logs/crop/{{batch}}.log",
         benchmark:
-            f"{RES}/benchmarks/crop/{{shard}}.tsv"
+            f"{RES}/benchmarks/crop/{{batch}}.tsv"
         conda:
             "../../envs/vision.yaml"
         threads: 2
@@ -41,8 +42,8 @@ if not config["shards"]["fuse"]:
             cfg=section_json(config, "crop"),
             runtime=runtime_params(config, "crop"),
         shell:
-            "python -m animefaces.crop --shard {wildcards.shard} --manifest {input.manifest:q}"
-            " --cascade {input.cascade:q} --out-manifest {output.manifest:q} --images {output.images:q}"
+            "python -m animefaces.crop --manifest {input.manifests:q}"
+            " --cascade {input.cascade:q} --out-manifest {output.manifests:q} --images {output.images:q}"
             " --params {params.cfg:q} --runtime {params.runtime:q} --threads {threads} > {log:q} 2>&1"
 
 

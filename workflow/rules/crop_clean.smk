@@ -8,18 +8,18 @@ if config["shards"]["fuse"]:
 
     rule crop_clean:
         input:
-            manifest=f"{RES}/ingest/manifests/{{shard}}.parquet",
+            manifests=shard_files(f"{RES}/ingest/manifests/{{shard}}.parquet"),
             cascade="resources/lbpcascade_animeface.xml",
             blocklist=config["clean"]["blocklist"] or [],
         output:
-            crop_manifest=f"{RES}/crop/manifests/{{shard}}.parquet",
-            images=directory(f"{RES}/crop/images/{{shard}}"),
-            manifest=f"{RES}/clean/manifests/{{shard}}.parquet",
+            crop_manifests=shard_files(f"{RES}/crop/manifests/{{shard}}.parquet"),
+            images=[directory(d) for d in shard_files(f"{RES}/crop/images/{{shard}}")],
+            manifests=shard_files(f"{RES}/clean/manifests/{{shard}}.parquet"),
         log:
-            crop=f"{RES}/logs/crop/{{shard}}.log",
-            clean=f"{RES}/logs/clean/{{shard}}.log",
+            crop=f"{RES}/logs/crop/{{batch}}.log",
+            clean=f"{RES}/logs/clean/{{batch}}.log",
         benchmark:
-            f"{RES}/benchmarks/crop_clean/{{shard}}.tsv"
+            f"{RES}/benchmarks/crop_clean/{{batch}}.tsv"
         conda:
             "../../envs/vision.yaml"
         threads: 2
@@ -32,9 +32,9 @@ if config["shards"]["fuse"]:
             hash=config["dedup"]["hash"],
             clean_runtime=runtime_params(config, "clean"),
         shell:
-            "python -m animefaces.crop --shard {wildcards.shard} --manifest {input.manifest:q}"
-            " --cascade {input.cascade:q} --out-manifest {output.crop_manifest:q} --images {output.images:q}"
+            "python -m animefaces.crop --manifest {input.manifests:q}"
+            " --cascade {input.cascade:q} --out-manifest {output.crop_manifests:q} --images {output.images:q}"
             " --params {params.crop:q} --runtime {params.crop_runtime:q} --threads {threads} > {log.crop:q} 2>&1"
-            " && python -m animefaces.clean --shard {wildcards.shard} --input {output.crop_manifest:q}"
-            " --output {output.manifest:q} --params {params.clean:q} --runtime {params.clean_runtime:q}"
+            " && python -m animefaces.clean --input {output.crop_manifests:q}"
+            " --output {output.manifests:q} --params {params.clean:q} --runtime {params.clean_runtime:q}"
             " --hash {params.hash} --threads {threads} > {log.clean:q} 2>&1"

@@ -1,19 +1,19 @@
-# Normalisation (per shard): upscale small crops, resize/pad to exactly size x size 8-bit sRGB, PNG or JPEG,
+# Normalisation (per shard; shards.per_job shards per job): upscale small crops, resize/pad to exactly size x size 8-bit sRGB, PNG or JPEG,
 # then the strict gate (every written file re-opened and checked; failures never go downstream).
 
 
 rule normalise:
     input:
-        manifest=f"{RES}/dedup/manifests/{{shard}}.parquet",
-        crops=f"{RES}/crop/images/{{shard}}",
+        manifests=shard_files(f"{RES}/dedup/manifests/{{shard}}.parquet"),
+        crops=shard_files(f"{RES}/crop/images/{{shard}}"),
         upscale_model=upscale_inputs(config, RES),
     output:
-        manifest=f"{RES}/normalise/manifests/{{shard}}.parquet",
-        images=directory(f"{RES}/normalise/images/{{shard}}"),
+        manifests=shard_files(f"{RES}/normalise/manifests/{{shard}}.parquet"),
+        images=[directory(d) for d in shard_files(f"{RES}/normalise/images/{{shard}}")],
     log:
-        f"{RES}/logs/normalise/{{shard}}.log",
+        f"{RES}/logs/normalise/{{batch}}.log",
     benchmark:
-        f"{RES}/benchmarks/normalise/{{shard}}.tsv"
+        f"{RES}/benchmarks/normalise/{{batch}}.tsv"
     conda:
         normalise_env(config)
     threads: 2
@@ -24,8 +24,8 @@ rule normalise:
         runtime=runtime_params(config, "normalise"),
         upscale_model=upscale_model_flag(config, RES),
     shell:
-        "python -m animefaces.normalise --shard {wildcards.shard} --input {input.manifest:q}"
-        " --output {output.manifest:q} --images {output.images:q} --params {params.cfg:q} --runtime {params.runtime:q}"
+        "python -m animefaces.normalise --input {input.manifests:q}"
+        " --output {output.manifests:q} --images {output.images:q} --params {params.cfg:q} --runtime {params.runtime:q}"
         " {params.upscale_model} --threads {threads} > {log:q} 2>&1"
 
 
