@@ -11,9 +11,10 @@
    with ``--baseline-threads N`` for a checkout that has ``--threads``)
    alternately, ``--ingest-reps`` runs each: wall, CPU (the job's own report: its main process and its reader
    processes), peak RSS of the main process; medians.
-2. ``snakemake -n`` of the whole workflow with ``shards.count: 1000`` (also with ``shards.fuse: true``) and with
-   the demo's 4 (demo config otherwise, written to --work/dag): wall and CPU, interleaved, ``--dag-reps`` runs each,
-   medians; ``--dag-baseline DIR`` times another checkout (e.g. ``git archive`` of an older commit) alongside.
+2. ``snakemake -n`` of the whole workflow with ``shards.count: 1000`` (also with ``shards.fuse: true``, and with
+   ``shards.per_job`` 10 and 100) and with the demo's 4 (demo config otherwise, written to --work/dag): wall and
+   CPU, interleaved, ``--dag-reps`` runs each, medians; ``--dag-baseline DIR`` times another checkout (e.g.
+   ``git archive`` of an older commit) alongside.
 3. ``animefaces.dedup.index.near_pairs`` over N random 64-bit hashes (plus 1,000 planted pairs within distance
    8): wall, recall on the planted pairs, and index bytes per image (``index_bytes``) + 8 B of hash.
 """
@@ -93,34 +94,46 @@ def bench_ingest(
     return report
 
 
-def dag_config(work: Path, shards: int, fuse: bool = False) -> Path:
-    """config/demo.yaml with ``shards.count`` (and ``shards.fuse`` when set) (a --configfile replaces the demo config,
-    it is not merged; and ``--config shards={count: N}`` passes N as a string, which the schema rightly refuses)."""
+def dag_config(work: Path, shards: int, fuse: bool = False, per_job: int = 1) -> Path:
+    """config/demo.yaml with ``shards.count`` (and ``shards.fuse``, ``shards.per_job`` when set) (a --configfile
+    replaces the demo config, it is not merged; and ``--config shards={count: N}`` passes N as a string, which the
+    schema rightly refuses)."""
     import yaml
 
     cfg = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
     cfg["shards"]["count"] = shards
     if fuse:
         cfg["shards"]["fuse"] = True
+    if per_job != 1:  # (a baseline checkout from before shards.per_job refuses the key)
+        cfg["shards"]["per_job"] = per_job
     work.mkdir(parents=True, exist_ok=True)
-    path = work / f"shards{shards}{'-fused' if fuse else ''}.yaml"
+    path = work / f"shards{shards}{'-fused' if fuse else ''}{f'-per{per_job}' if per_job != 1 else ''}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
-def dag_variants(baseline: Path | None) -> list[tuple[str, Path, int, bool, tuple[str, ...]]]:
-    """(label, checkout, shards, fuse, extra snakemake args): this tree at 4 and 1000 shards, 1000 fused, each 1000
-    also with ``--notemp`` (what the profiles set); the plain 1000 on a ``baseline`` checkout (e.g. ``git archive
-    <commit>``) when given, so before and after run side by side."""
+Variant = tuple[str, Path, int, bool, int, tuple[str, ...]]
+
+
+def dag_variants(baseline: Path | None) -> list[Variant]:
+    """(label, checkout, shards, fuse, per_job, extra snakemake args): this tree at 4 and 1000 shards, 1000 fused,
+    each 1000 also with ``--notemp`` (what the profiles set), and 10 or 100 shards per job; the plain and the fused,
+    ``--notemp`` 1000 on a ``baseline`` checkout (e.g. ``git archive <commit>``) when given, so before and after run
+    side by side."""
     nt = ("--notemp",)
-    out = [("4", REPO, 4, False, ()), ("1000", REPO, 1000, False, ()), ("1000-fused", REPO, 1000, True, ()),
-           ("1000-notemp", REPO, 1000, False, nt), ("1000-fused-notemp", REPO, 1000, True, nt)]  # fmt: skip
+    out = [("4", REPO, 4, False, 1, ()), ("1000", REPO, 1000, False, 1, ()), ("1000-fused", REPO, 1000, True, 1, ()),
+           ("1000-notemp", REPO, 1000, False, 1, nt), ("1000-fused-notemp", REPO, 1000, True, 1, nt),
+           ("1000-notemp-per10", REPO, 1000, False, 10, nt), ("1000-fused-notemp-per10", REPO, 1000, True, 10, nt),
+           ("1000-fused-notemp-per100", REPO, 1000, True, 100, nt)]  # fmt: skip
     if baseline is not None:
-        out += [("baseline-1000", baseline, 1000, False, ())]
+        out += [
+            ("baseline-1000", baseline, 1000, False, 1, ()),
+            ("baseline-1000-fused-notemp", baseline, 1000, True, 1, nt),
+        ]
     return out
 
 
-def bench_dag(work: Path, variants: list[tuple[str, Path, int, bool, tuple[str, ...]]], reps: int = 3) -> dict:
+def bench_dag(work: Path, variants: list[Variant], reps: int = 3) -> dict:
     """``snakemake -n`` wall and CPU (the child's user + system), each variant in turn ``reps`` times
     (interleaved), medians: the 4-shard demo DAG is the fixed cost (imports, plugins, config check)."""
     runs: dict[str, list[tuple[float, float]]] = {label: [] for label, *_ in variants}
@@ -128,8 +141,8 @@ def bench_dag(work: Path, variants: list[tuple[str, Path, int, bool, tuple[str, 
     loads: list[float] = []
     _children_cpu()
     for _ in range(reps):
-        for label, tree, shards, fuse, extra in variants:
-            configfile = dag_config(work, shards, fuse)
+        for label, tree, shards, fuse, per_job, extra in variants:
+            configfile = dag_config(work, shards, fuse, per_job)
             cmd = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--cores", "2", "--configfile",
                    str(configfile), *extra]  # fmt: skip
             loads.append(os.getloadavg()[0])
