@@ -1,5 +1,5 @@
-# Cleaning (per shard; shards.per_job shards per job): full decode of every face crop, size/monochrome/blocklist drops, hashes for dedup
-# (the perceptual hash is dedup's choice, dedup.hash: changing it reruns clean and dedup).
+# Cleaning (per shard; shards.per_job shards per job): full decode of every face crop, size/monochrome/blocklist
+# drops, hashes for dedup (the perceptual hash is dedup's choice, dedup.hash: changing it reruns clean and dedup).
 # The optional blocklist file is an input, so editing it reruns clean (and everything after it).
 
 

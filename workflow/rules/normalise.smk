@@ -1,5 +1,6 @@
-# Normalisation (per shard; shards.per_job shards per job): upscale small crops, resize/pad to exactly size x size 8-bit sRGB, PNG or JPEG,
-# then the strict gate (every written file re-opened and checked; failures never go downstream).
+# Normalisation (per shard; shards.per_job shards per job): upscale small crops, resize/pad to exactly size x size
+# 8-bit sRGB, PNG or JPEG, then the strict gate (every written file re-opened and checked; failures never go
+# downstream).
 
 
 rule normalise:
