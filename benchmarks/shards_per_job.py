@@ -69,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     targets = [f"results/demo/normalise/manifests/{s:03d}.parquet" for s in range(args.shards)]
     root = Path(tempfile.mkdtemp(prefix="per_job_"))
+    try:
+        return run(root, args, targets)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def run(root: Path, args: argparse.Namespace, targets: list[str]) -> int:
     base = workflow(root / "base", args.shards, 1, args.posts)
     snakemake(base, f"results/demo/ingest/manifests/{args.shards - 1:03d}.parquet")  # the mirror and ingest
     runs: dict[int, list[float]] = {1: [], args.per_job: []}
@@ -92,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
             for key, frame in got.items():
                 pd.testing.assert_frame_equal(frame, reference[key], obj=f"per_job {per_job}: {key}")
             shutil.rmtree(work)
-    shutil.rmtree(root)
     report = {
         "shards": args.shards,
         "posts": args.posts,

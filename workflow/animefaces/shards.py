@@ -49,11 +49,12 @@ def buckets_of_shard(index: int, count: int) -> range:
 
 
 # ------------------------------------------------------------------------------ several shards per job
-# Snakemake's cost is per job (~4-5 ms each in a dry run, more when it runs them), so a plan of 1000 shards spends
-# most of its time on the 2,000 per-shard jobs. ``shards.per_job`` runs several shards in one job of each
-# per-shard stage. Snakemake needs every output of a job to carry its wildcard, so a job (wildcard ``batch``) covers
-# the shards whose names share all but their last 1 or 2 digits: ``per_job`` is 1, 10 or 100 and divides ``count``.
-# Each shard keeps its own manifest, images and ledger rows; only the job (rerun unit, log) is shared.
+# Snakemake's cost is per job (~2-3 ms each in a dry run, ~1 s each when it runs them), so a plan of 1000 shards
+# spends most of its time on the 2,000-3,000 per-shard jobs. ``shards.per_job`` runs several shards in one job of
+# each per-shard stage. Snakemake needs every output of a job to carry its wildcard, so a job (wildcard
+# ``batch``) covers the shards whose names share all but their last 1 or 2 digits: ``per_job`` is 1, 10 or 100
+# and divides ``count``. Each shard keeps its own manifest, images and ledger rows; only the job (rerun unit,
+# log) is shared.
 JOB_SIZES = (1, 10, 100)
 
 
