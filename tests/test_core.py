@@ -30,23 +30,34 @@ def test_shards_partition_all_buckets():
 
 
 def test_jobs_of_several_shards_cover_every_shard_once_and_keep_their_names():
+    """What the rules use (``per_batch`` patterns, ``batch_pattern`` as the wildcard's regex): every shard's file is
+    made by exactly one job, ``count / per_job`` jobs in all, consecutive shards in one job."""
+    import re
+
     from animefaces.wiring import per_batch
 
-    for count, per_job, jobs in ((4, 1, 4), (20, 10, 2), (500, 10, 50), (1000, 10, 100), (1000, 100, 10)):
-        batches = shards.batch_names(count, per_job)
-        assert len(batches) == jobs and len(set(batches)) == jobs
-        assert all(len(b) == shards.batch_width(per_job) for b in batches)
-        covered = [s for b in batches for s in shards.shards_of_batch(b, per_job)]
-        assert covered == shards.shard_names(count)  # each shard once, in order
-    assert shards.shards_of_batch("003", 1) == ["003"]
+    for count, per_job in ((4, 1), (20, 10), (500, 10), (1000, 10), (1000, 100)):
+        shards.check_per_job(count, per_job)
+        patterns = per_batch("RES/crop/manifests/{shard}.parquet", per_job)
+        regexes = [re.compile(re.escape(p).replace(r"\{batch\}", f"({shards.batch_pattern(per_job)})") + "$")
+                   for p in patterns]  # fmt: skip
+        job_of = {}
+        for name in shards.shard_names(count):
+            hits = [m.group(1) for r in regexes if (m := r.match(f"RES/crop/manifests/{name}.parquet"))]
+            assert len(hits) == 1, (name, hits)
+            job_of[name] = hits[0]
+        jobs = list(dict.fromkeys(job_of.values()))
+        assert len(jobs) == count // per_job
+        for job in jobs:  # per_job consecutive shards each
+            members = [int(name) for name, j in job_of.items() if j == job]
+            assert members == list(range(members[0], members[0] + per_job)), (job, members)
     assert per_batch("RES/crop/manifests/{shard}.parquet", 1) == ["RES/crop/manifests/{batch}.parquet"]
     files = per_batch("RES/crop/images/{shard}", 10)
-    assert files[0] == "RES/crop/images/{batch}0" and files[-1] == "RES/crop/images/{batch}9" and len(files) == 10
-    assert [f.format(batch="04") for f in files][3] == "RES/crop/images/043"
+    assert [f.format(batch="04") for f in files][3] == "RES/crop/images/043" and len(files) == 10
     with pytest.raises(ValueError, match="no {shard}"):
         per_batch("RES/dedup/pairs.parquet", 10)
     with pytest.raises(ValueError, match=r"shards.per_job = 10 must divide shards.count = 25"):
-        shards.batch_names(25, 10)
+        shards.check_per_job(25, 10)
     with pytest.raises(ValueError, match="shards.per_job must be one of 1, 10, 100"):
         shards.batch_suffixes(4)
 

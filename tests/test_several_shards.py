@@ -94,9 +94,13 @@ def test_flags_need_one_value_per_shard_and_a_failing_shard_names_itself(tmp_pat
     with pytest.raises(SystemExit) as exc:
         clean.main(["--input", ingest[0], ingest[0], "--output", *out])
     assert exc.value.code == 2 and "named twice: 000 000" in capsys.readouterr().err
+    # files listed in different orders: caught by their names before anything is read
+    images = [str(tmp_path / "img" / s) for s in SHARDS]
+    with pytest.raises(SystemExit) as exc:
+        normalise.main(["--input", *ingest, "--output", *reversed(out), "--images", *images])
+    assert exc.value.code == 2 and "is not shard 000's file" in capsys.readouterr().err
     # the second shard's manifest is missing: exit 1 naming it, and its manifest is not written
     (Path(ingest[1])).unlink()
-    images = [str(tmp_path / "img" / s) for s in SHARDS]
     argv = ["--manifest", *ingest, "--out-manifest", *out, "--images", *images, "--no-progress"]
     assert crop.main([*argv, "--cascade", str(shared / "cascade" / "lbpcascade_animeface.xml")]) == 1
     assert "shard 001" in capsys.readouterr().err

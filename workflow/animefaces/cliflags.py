@@ -233,10 +233,11 @@ def shard_set_or_exit(ap: argparse.ArgumentParser, args: argparse.Namespace, lis
 def shard_runs_or_exit(
     ap: argparse.ArgumentParser, shards: list[str] | None, **paths: list[str]
 ) -> list[tuple[str, dict[str, str]]]:
-    """A per-shard stage's ``(shard, {flag: path})`` for each shard its job runs (``shards.per_job`` can put
-    several in one job): the i-th value of every path flag belongs to the i-th shard, and a shard's name is the
-    stem of its first path (the workflow's per-shard files are named ``<shard>.parquet``, ``<shard>/``) unless
-    ``--shard`` names them. Different counts are a usage error (exit 2)."""
+    """``(shard, {flag: path})`` for each shard a command is given (a per-shard stage's job runs ``shards.per_job``
+    of them; dedup takes every shard): the i-th value of every path flag belongs to the i-th shard, and a shard's
+    name is the stem of its first path (the workflow's per-shard files are ``<shard>.parquet`` and ``<shard>/``)
+    unless ``--shard`` names them. With several shards every path must carry its shard's name, so files given in
+    different orders are caught. Different counts, a shard named twice or a misplaced file: exit 2."""
     counts = {flag: len(values) for flag, values in paths.items()}
     if shards is not None:
         counts["shard"] = len(shards)
@@ -247,7 +248,16 @@ def shard_runs_or_exit(
     names = shards if shards is not None else [Path(path).stem for path in first]
     if len(set(names)) != len(names):
         ap.error(f"a shard is named twice: {' '.join(names)}")
-    return [(name, {flag: values[i] for flag, values in paths.items()}) for i, name in enumerate(names)]
+    runs = [(name, {flag: values[i] for flag, values in paths.items()}) for i, name in enumerate(names)]
+    if len(runs) > 1:
+        for name, files in runs:
+            for flag, path in files.items():
+                if Path(path).stem != name:
+                    ap.error(
+                        f"--{flag.replace('_', '-')} {path} is not shard {name}'s file (with several shards, each "
+                        "file is named after its shard and every flag lists them in the same order)"
+                    )
+    return runs
 
 
 def section_or_exit(ap: argparse.ArgumentParser, args: argparse.Namespace, section: str, **kw: Any) -> dict:

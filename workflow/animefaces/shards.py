@@ -81,16 +81,7 @@ def batch_suffixes(per_job: int) -> list[str]:
     return [f"{j:0{digits}d}" for j in range(per_job)] if digits else [""]
 
 
-def batch_width(per_job: int) -> int:
-    """Digits in a job's name (the ``batch`` wildcard): 3 for one shard per job, 2 for 10, 1 for 100."""
-    return 3 - _digits(per_job)
-
-
-def batch_names(count: int, per_job: int) -> list[str]:
-    """The jobs of a per-shard stage: one per ``per_job`` consecutive shards."""
-    check_per_job(count, per_job)
-    return sorted({name[: batch_width(per_job)] for name in shard_names(count)})
-
-
-def shards_of_batch(batch: str, per_job: int) -> list[str]:
-    return [batch + suffix for suffix in batch_suffixes(per_job)]
+def batch_pattern(per_job: int) -> str:
+    """The ``batch`` wildcard's regex: a job's name is the digits its shards share (3 for one shard per job, 2
+    for 10, 1 for 100)."""
+    return rf"\d{{{3 - _digits(per_job)}}}"

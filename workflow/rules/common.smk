@@ -12,7 +12,7 @@ sys.path.insert(0, PACKAGE_DIR)
 
 from animefaces.config import section_json  # noqa: E402
 from animefaces.runlock import end_run, job_check_command, start_run  # noqa: E402
-from animefaces.shards import batch_width, shard_names  # noqa: E402
+from animefaces.shards import batch_pattern, shard_names  # noqa: E402
 from animefaces.wiring import (  # noqa: E402
     check_config,
     config_source,
@@ -72,7 +72,7 @@ onerror:
 SHARDS = shard_names(config["shards"]["count"])
 # Per-shard stages run shards.per_job shards per job (wildcard `batch`; see animefaces.shards).
 PER_JOB = config["shards"]["per_job"]
-BATCH_RE = rf"\d{{{batch_width(PER_JOB)}}}"
+BATCH_RE = batch_pattern(PER_JOB)
 
 # shard_files(pattern with {shard}): the files of one job of a per-shard stage (wildcard {batch})
 shard_files = partial(per_batch, per_job=PER_JOB)

@@ -14,10 +14,9 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
 from ..atomic import atomic_path, remove_stale_temps_of
-from ..cliflags import add_section_flags, add_shard_set_flags, section_or_exit, shard_set_or_exit
+from ..cliflags import add_section_flags, add_shard_set_flags, section_or_exit, shard_runs_or_exit, shard_set_or_exit
 from ..manifest import read_manifest, shard_manifests, write_manifest
 from ..progress import track
 from .core import EXACT, NEAR, dedup_manifests, find_duplicates
@@ -42,20 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         args.outputs = shard_manifests(args.results, "dedup", args.shards)
     elif not (args.inputs and args.outputs):
         ap.error("--inputs and --outputs go together")
-    if len(args.inputs) != len(args.outputs):
-        ap.error(f"--inputs has {len(args.inputs)} files but --outputs has {len(args.outputs)}")
+    runs = shard_runs_or_exit(ap, None, inputs=args.inputs, outputs=args.outputs)
     params = section_or_exit(ap, args, "dedup")
     t0 = time.perf_counter()
-    frames = {}
-    shard_of_output = {}
-    for inp, out in track(list(zip(args.inputs, args.outputs, strict=True)), "dedup read", unit="shards"):
-        shard = Path(inp).stem
-        if Path(out).stem != shard:
-            ap.error(f"output {out} does not match input {inp} (same shard name expected)")
-        if shard in frames:
-            ap.error(f"shard {shard} given twice in --inputs")
-        frames[shard] = read_manifest(inp)
-        shard_of_output[shard] = out
+    frames = {shard: read_manifest(files["inputs"]) for shard, files in track(runs, "dedup read", unit="shards")}
+    shard_of_output = {shard: files["outputs"] for shard, files in runs}
     results, pairs, summary = dedup_manifests(frames, params)
     with atomic_path(args.pairs, suffix=".parquet") as tmp:
         pairs.to_parquet(tmp, index=False, compression="zstd")
