@@ -133,12 +133,17 @@ def _has_surrogate(s: str) -> bool:
 _NAMES = ["a", "b_c", "has space", "tab\tx", "", " ", "\x00", "ok\x7f", "\u00fcn\u00ef", "x y z", "\n", "caf\u00e9"]
 _CATS = [0, 1, 2, 3, 4, 5, 7, "0", "1", "3", "4", "5", " 4", "04", "+1", "-1", "x", None, 10**20]
 _ODD_CATS = [True, False, 4.0, 4.5, [], {}]
+# names and categories of entries in the dumps' form; "},{" in a name, quotes and escapes: read another way
+_DUMP_NAMES = ["a", "has space", "caf\u00e9", "", "x},{y", 'q"uote', "back\\slash", "\t", "ok\x7f", "}]"]
+_DUMP_CATS = ["0", "1", "2", "3", "4", "5", "04", "7", "999999999999999999", "1" * 19, ""]
 _INTS = [1, 7, 123456, 0, -5, "12", "0007", " 12 ", "+3", "-4", "abc", "", "1" * 30, "9" * 60, 10**20, None]
 _ODD_INTS = [1.0, 2.5, True, [1], {"a": 1}, 1e300]
 _STRS = ["s", "q", "e", "png", "jpg", "", " png", "JPG", "../x", None]
 _BOOLS = [True, False, None]
 _ODD_BOOLS = ["true", "t", "1", "yes", "no", " TRUE ", 1, 0, 2, 1.0]
-_TAG_STRINGS = ["1girl solo", " lead and trail \t", "", "caf\u00e9 \U0001f600", "one", None]
+# (escapes: a backslash, quotes and the ends' whitespace, which the raw tag columns decode one by one)
+_TAG_STRINGS = ["1girl solo", " lead and trail \t", "", "caf\u00e9 \U0001f600", "one", None, "\\m/ solo",
+                ' say "hi" ', '"', "  ", "\u2028 x"]  # fmt: skip
 
 
 def random_record(rng: random.Random, typed: bool) -> dict:
@@ -160,7 +165,12 @@ def random_record(rng: random.Random, typed: bool) -> dict:
         if rng.random() < 0.7:
             rec[key] = pick(_BOOLS, _ODD_BOOLS)
     shape = rng.random()
-    if shape < 0.4:  # nested
+    if shape < 0.4 and typed and rng.random() < 0.5:  # nested, each entry in the dumps' form (key order, strings)
+        rec["tags"] = [
+            {"id": str(rng.randint(1, 999)), "name": rng.choice(_DUMP_NAMES), "category": rng.choice(_DUMP_CATS)}
+            for _ in range(rng.randint(0, 8))
+        ]
+    elif shape < 0.4:  # nested
         tags = []
         for _ in range(rng.randint(0, 8)):
             entry = {}
@@ -197,9 +207,20 @@ def random_record(rng: random.Random, typed: bool) -> dict:
     return rec
 
 
+def utf8_line(rec: dict) -> str | bytes:
+    """The record as compact JSON with non-ASCII characters as UTF-8, not ``\\u`` escapes (as the real dumps
+    write it); a record holding a lone surrogate keeps its escapes."""
+    text = json.dumps(rec, ensure_ascii=False, separators=(",", ":"))  # (compact, as the dumps are)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(rec, separators=(",", ":"))
+
+
 def _check_file(path: Path) -> tuple[int, int]:
-    """normalise_batch on the fast reader's batches (typed Posts, per-line RawPosts, exact dicts) equals the
-    reference on each record as the exact reader decodes it (every member of an archive)."""
+    """normalise_batch on the fast reader's batches (typed Posts, per-line RawPosts, exact dicts), and on their
+    typed Posts alone, equals the reference on each record as the exact reader decodes it (every member of an
+    archive)."""
     exact = {}
     for name, stream in readers.iter_sources(path):
         exact.update({(name, n): v for n, v in readers.iter_records(stream)})
@@ -208,20 +229,23 @@ def _check_file(path: Path) -> tuple[int, int]:
         for ns, values in readers.iter_record_batches(stream):
             keep = [(n, v if type(v) in POSTS else raw_post(v)) for n, v in zip(ns, values, strict=True)
                     if type(v) in POSTS or type(v) is dict]  # fmt: skip
-            typed += sum(type(v) is Post for _, v in keep)
-            norm = normalise_batch([v for _, v in keep])
-            valid = set(norm.valid().tolist())
-            cols = {col: arr.to_pylist() for col, arr in norm.columns.items()}
-            ids = norm.id.to_pylist()
-            for k, (n, _) in enumerate(keep):
-                record = exact[(name, n)]
-                want = reference(record)
-                got = {"id": ids[k] if k in valid else None, "shape": norm.shapes[k]}
-                got.update({col: values[k] for col, values in cols.items()})
-                if want["id"] is None:
-                    assert got["id"] is None, (name, n, record, got)
-                else:
-                    assert got == want, (name, n, record)
+            posts = [(n, v) for n, v in keep if type(v) is Post]
+            typed += len(posts)
+            # the batch as read, and its typed records alone (a batch of Posts only keeps the tag strings raw)
+            for group in (keep, posts) if len(posts) < len(keep) else (keep,):
+                norm = normalise_batch([v for _, v in group])
+                valid = set(norm.valid().tolist())
+                cols = {col: arr.to_pylist() for col, arr in norm.columns.items()}
+                ids = norm.id.to_pylist()
+                for k, (n, _) in enumerate(group):
+                    record = exact[(name, n)]
+                    want = reference(record)
+                    got = {"id": ids[k] if k in valid else None, "shape": norm.shapes[k]}
+                    got.update({col: values[k] for col, values in cols.items()})
+                    if want["id"] is None:
+                        assert got["id"] is None, (name, n, record, got)
+                    else:
+                        assert got == want, (name, n, record)
                 checked += 1
     return checked, typed
 
@@ -232,9 +256,10 @@ def test_typed_batches_follow_the_per_record_rules(tmp_path, shared):
     rng = random.Random(15)
     typed = write_lines(tmp_path / "typed.jsonl", [random_record(rng, True) for _ in range(3000)])
     mixed = write_lines(tmp_path / "mixed.jsonl", [random_record(rng, False) for _ in range(3000)])
+    utf8 = write_lines(tmp_path / "utf8.jsonl", [utf8_line(random_record(rng, True)) for _ in range(3000)])
     _, files = corpus(tmp_path, shared)
     seen_typed = 0
-    for path in [typed, mixed, *map(Path, files)]:
+    for path in [typed, mixed, utf8, *map(Path, files)]:
         checked, n_typed = _check_file(path)
         assert checked > 0, path
         seen_typed += n_typed

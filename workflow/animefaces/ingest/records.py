@@ -12,14 +12,17 @@ Numbers are accepted as JSON integers, integral floats or ASCII digit strings; a
 Unknown fields are ignored. Only the post ``id`` is mandatory (a positive integer below 2**63); everything else
 may be missing and is then unknown (``None``) or empty.
 
-A record is first reduced to a :class:`Post` (the 17 fields ingest reads, typed as the real dumps write them) or,
-when a value has another type, a :class:`RawPost` (the same fields, values as decoded, untyped): the fast reader
-decodes JSON Lines blocks straight into ``Post``s (``msgspec`` skips every other field without building it) and
-falls back to ``RawPost`` per line, the exact reader goes via :func:`raw_post` from a ``json`` dict.
-:func:`normalise_batch` then turns a batch of either into typed Arrow columns: the ONE coding of the rules above,
-run column by column (a column whose values all have the expected type is converted in Arrow; otherwise each value
-goes through ``to_int``/``to_bool``/...; the nested tags of the whole batch are grouped in Arrow, see
-:func:`group_nested`). :func:`normalise` is the same function on one record, for reading and testing.
+A record is first reduced to a :class:`Post` (the 17 fields ingest reads, typed as the real dumps write them, the
+tags kept as raw JSON) or, when a value has another type, a :class:`RawPost` (the same fields, values as decoded,
+untyped): the fast reader decodes JSON Lines blocks straight into ``Post``s (``msgspec`` skips every other field
+without building it) and falls back to ``RawPost`` per line, the exact reader goes via :func:`raw_post` from a
+``json`` dict. :func:`normalise_batch` then turns a batch of either into typed Arrow columns: the ONE coding of the
+rules above, run column by column (a column whose values all have the expected type is converted in Arrow; otherwise
+each value goes through ``to_int``/``to_bool``/...; the nested tags of the whole batch are grouped in Arrow, see
+:func:`group_nested`). In a batch of ``Post``s the tag strings and the nested lists in the dumps' own form go from
+their raw JSON into Arrow without a Python object per value or per tag (:func:`raw_text_column`,
+:func:`group_nested_raw`); anything else in them is decoded and takes the same rules. :func:`normalise` is the same
+function on one record, for reading and testing.
 """
 
 from __future__ import annotations
@@ -122,9 +125,6 @@ def tag_entries(tags: list) -> tuple[list[str], list[Any]]:
             t = type(cat)
             names.append(name)
             cats.append(cat if t is int or t is str else to_int(cat))
-        elif type(entry) is Tag:
-            names.append(entry.name)
-            cats.append(entry.category)
         elif type(entry) is str and entry:  # a bare tag name
             names.append(entry)
             cats.append(None)
@@ -143,41 +143,75 @@ def category_codes(cats: list[int | str | None]) -> np.ndarray:
     return codes
 
 
-def group_nested(tag_lists: list[list], typed: bool = False) -> tuple[list[pa.Array], list[set[int]]]:
-    """Group nested ``tags`` lists by category, for a whole batch at once: per group of ``_GROUPS`` an Arrow
-    string array with one entry per list (its names in that group, in list order, joined by spaces), and per group
-    the lists whose names there are not valid Unicode (lone surrogates: the record is malformed).
+def group_nested(tag_lists: list[list]) -> tuple[list[pa.Array], list[set[int]]]:
+    """Group nested ``tags`` lists (as decoded: any JSON) by category, for a whole batch at once: per group of
+    ``_GROUPS`` an Arrow string array with one entry per list (its names in that group, in list order, joined by
+    spaces), and per group the lists whose names there are not valid Unicode (lone surrogates: the record is
+    malformed).
 
-    The rules (the ONE coding of the nested shape): entries as :func:`tag_entries` reads them (``typed``: every
-    list holds only :class:`Tag`, read with two comprehensions instead); categories by :func:`category_codes`;
-    names with spaces or control characters cleaned by :func:`clean_tag`, and names empty after cleaning
-    dropped. The per-entry Python work is the extraction of names and codes; grouping and joining run in Arrow."""
+    The rules (the ONE coding of the nested shape): entries as :func:`tag_entries` reads them; categories by
+    :func:`category_codes`; names with spaces or control characters cleaned by :func:`clean_tag`, and names empty
+    after cleaning dropped (:func:`_group`). :func:`group_nested_raw` reads the dumps' own form of a list faster,
+    to the same result."""
     n = len(tag_lists)
-    if typed:
-        names = [t.name for tags in tag_lists for t in tags]
-        cats = [t.category for tags in tag_lists for t in tags]
-        counts = np.fromiter(map(len, tag_lists), dtype=np.int64, count=n)
-    else:
-        names, cats = [], []
-        counts = np.zeros(n, dtype=np.int64)
-        for i, tags in enumerate(tag_lists):
-            got, got_cats = tag_entries(tags)
-            names += got
-            cats += got_cats
-            counts[i] = len(got)
+    names, cats = [], []
+    counts = np.zeros(n, dtype=np.int64)
+    for i, tags in enumerate(tag_lists):
+        got, got_cats = tag_entries(tags)
+        names += got
+        cats += got_cats
+        counts[i] = len(got)
     codes = category_codes(cats)
-    owner = np.repeat(np.arange(n, dtype=np.int64), counts)
     bad: list[set[int]] = [set() for _ in _GROUPS]
     try:
         arr = pa.array(names, pa.string())
     except UnicodeEncodeError:
+        owner = np.repeat(np.arange(n, dtype=np.int64), counts)
         for k, name in enumerate(names):
             if not _encodable(name):
                 bad[codes[k]].add(int(owner[k]))
                 names[k] = ""
         arr = pa.array(names, pa.string())
+    return _group(arr, codes, counts), bad
+
+
+# One entry of a ``tags`` list as the dumps write it, once the list's text is split at "},{": the first entry
+# opens the list and the last closes it. The name holds no quote or backslash (so no escape): its raw text is it.
+_DUMP_ENTRY = r'^(?:\[\{)?"id":"[0-9]+","name":"(?P<name>[^"\\]*)","category":"(?P<category>[0-9]{1,18})"(?:\}\])?$'
+_GROUP_OF_CODE = np.full(max(CATEGORY_FIELDS) + 1, _GROUP_INDEX["general"], dtype=np.int8)
+for _code, _name in CATEGORY_FIELDS.items():
+    _GROUP_OF_CODE[_code] = _GROUP_INDEX[_name]
+
+
+def group_nested_raw(raws: list) -> tuple[list[pa.Array], np.ndarray]:
+    """:func:`group_nested` of raw JSON lists (``msgspec.Raw``) in the dumps' compact form
+    (``[{"id":"540830","name":"1boy","category":"0"},...]``), read in Arrow without a Python object per entry:
+    the grouped arrays, and which lists are in another form (their groups are left empty: group them with
+    :func:`group_nested` from their decoded values). Every entry of a list in this form has a
+    string name and a digit-string category, so the rules reduce to the category's number and the cleaning."""
+    text = _joined(raws)[0]
+    parts = pc.split_pattern(text, "},{")
+    counts = np.asarray(pc.list_value_length(parts), dtype=np.int64)
+    found = pc.extract_regex(pc.list_flatten(parts), _DUMP_ENTRY)
+    owner = np.repeat(np.arange(len(raws), dtype=np.int64), counts)
+    other = np.zeros(len(raws), dtype=bool)
+    other[owner[~_np_true(found.is_valid())]] = True
+    if other.any():
+        found = found.filter(pa.array(~other[owner]))
+        counts[other] = 0
+    numbers = np.asarray(pc.cast(found.field("category"), pa.int64()), dtype=np.int64)
+    codes = _GROUP_OF_CODE[np.minimum(numbers, len(_GROUP_OF_CODE) - 1)]
+    codes[numbers >= len(_GROUP_OF_CODE)] = _GROUP_INDEX["general"]
+    return _group(found.field("name").cast(pa.string()), codes, counts), other
+
+
+def _group(arr: pa.Array, codes: np.ndarray, counts: np.ndarray) -> list[pa.Array]:
+    """Tag names (``arr``, in list order, ``counts[i]`` for list i) grouped by ``codes`` (index in ``_GROUPS``):
+    cleaned (:func:`clean_tag`), empty ones dropped, joined by spaces per list and group in Arrow."""
+    n = len(counts)
+    owner = np.repeat(np.arange(n, dtype=np.int64), counts)
     if has_bad_tag_chars(arr):  # rare: clean each name
-        arr = pa.array(list(map(clean_tag, names)), pa.string())
+        arr = pa.array(list(map(clean_tag, arr.to_pylist())), pa.string())
     keep = _np_true(pc.not_equal(arr, ""))
     out = []
     for g in range(len(_GROUPS)):
@@ -186,7 +220,7 @@ def group_nested(tag_lists: list[list], typed: bool = False) -> tuple[list[pa.Ar
         np.cumsum(np.bincount(owner[mask], minlength=n), out=offsets[1:])
         lists = pa.ListArray.from_arrays(pa.array(offsets), arr.filter(pa.array(mask)))
         out.append(pc.binary_join(lists, " "))
-    return out, bad
+    return out
 
 
 def has_bad_tag_chars(arr: pa.Array) -> bool:
@@ -212,17 +246,10 @@ def nested_tags(tags: list) -> dict[str, list[str]]:
     return out
 
 
-class Tag(msgspec.Struct, gc=False):
-    """One entry of a nested record's ``tags`` list as the typed decoder reads it (``id`` skipped; a missing
-    name reads as ``""`` and is then skipped like an empty one)."""
-
-    name: str = ""
-    category: int | str | None = None
-
-
 class Post(msgspec.Struct, gc=False):
     """A post record of either shape, typed as the real dumps write it (numbers as JSON integers or strings, the
-    flags as booleans, the nested ``tags`` as objects): what the fast reader decodes a JSON Lines block into.
+    flags as booleans, the nested ``tags`` as objects, the flat tag strings kept as raw JSON): what the fast reader
+    decodes a JSON Lines block into.
     A record with any other value type in these fields fails the typed decode and is read as a :class:`RawPost`
     instead (the tolerant path); both go through :func:`normalise_batch`, which applies the same rules."""
 
@@ -236,13 +263,15 @@ class Post(msgspec.Struct, gc=False):
     is_deleted: bool | None = None
     is_banned: bool | None = None
     is_flagged: bool | None = None
-    tags: list[Tag] | str | None = None
+    tags: msgspec.Raw = None  # type: ignore[assignment]  (raw JSON: a list in the dumps' form is read in Arrow)
     tag_string: msgspec.Raw = None  # type: ignore[assignment]  (read lazily, see loose_tags)
-    tag_string_general: str | None = None
-    tag_string_character: str | None = None
-    tag_string_copyright: str | None = None
-    tag_string_artist: str | None = None
-    tag_string_meta: str | None = None
+    # the tag strings as raw JSON: a column of them becomes Arrow strings without a Python str per value (see
+    # text_column); a record where one is not a JSON string is decoded (``plain_posts``) before the rules run
+    tag_string_general: msgspec.Raw = None  # type: ignore[assignment]
+    tag_string_character: msgspec.Raw = None  # type: ignore[assignment]
+    tag_string_copyright: msgspec.Raw = None  # type: ignore[assignment]
+    tag_string_artist: msgspec.Raw = None  # type: ignore[assignment]
+    tag_string_meta: msgspec.Raw = None  # type: ignore[assignment]
 
 
 class RawPost(msgspec.Struct, gc=False):
@@ -285,7 +314,7 @@ def flat_tags(post: Post | RawPost) -> tuple[str, dict[str, str]]:
     flat = {}
     found = False
     for cat, name in FLAT_TAG_FIELDS.items():
-        value = getattr(post, name)
+        value = decoded(getattr(post, name))
         if type(value) is str:
             found = True
             flat[cat] = value.strip(TAG_WS)
@@ -294,7 +323,7 @@ def flat_tags(post: Post | RawPost) -> tuple[str, dict[str, str]]:
     if found:
         return "flat", flat
     loose = loose_tags(post)
-    tags = post.tags
+    tags = decoded(post.tags)
     if type(loose) is not str:
         loose = tags if type(tags) is str else None
     if type(loose) is str:
@@ -415,41 +444,54 @@ def normalise_batch(posts: list[Post | RawPost]) -> Normalised:
     # tags: flat records column by column; nested ones (tags a list) grouped for the batch at once; the rest
     # (tag_string_general not a string: other flat fields, uncategorised, no tags) record by record
     tags = [p.tags for p in posts]
-    general = [p.tag_string_general for p in posts]
     texts = {
-        "general": general,
+        "general": [p.tag_string_general for p in posts],
         "character": [p.tag_string_character for p in posts],
         "copyright": [p.tag_string_copyright for p in posts],
         "artist": [p.tag_string_artist for p in posts],
         "meta": [p.tag_string_meta for p in posts],
     }
-    shapes = ["flat"] * len(posts)
-    nested: list[int] = []
-    if list in set(map(type, tags)) or not set(map(type, general)) <= {str}:
-        texts = {cat: list(values) for cat, values in texts.items()}
-        for i, (t, g) in enumerate(zip(tags, general, strict=True)):
-            if type(t) is list:
-                nested.append(i)
-                shapes[i] = "nested"
-            elif type(g) is not str:
-                shapes[i], grouped = flat_tags(posts[i])
-                for cat, text in grouped.items():
-                    texts[cat][i] = text
+    n = len(posts)
+    # a batch of Posts only: tags and tag strings as raw JSON, read in Arrow; otherwise decoded (as RawPost has them)
+    raw = set(map(type, posts)) == {Post}
+    if raw:
+        first = raw_text_column(texts["general"])
+        general_is_str = first[1]
+        is_nested = np.zeros(n, dtype=bool)
+        if msgspec.Raw in set(map(type, tags)):
+            _, tag_bytes, tag_offsets, _ = _joined(tags)
+            is_nested = tag_bytes[tag_offsets[:-1]] == 0x5B  # a JSON list
+    else:
+        tags = list(map(decoded, tags))
+        texts = {name: list(map(decoded, values)) for name, values in texts.items()}
+        general_is_str = np.fromiter((type(g) is str for g in texts["general"]), dtype=bool, count=n)
+        is_nested = np.fromiter((type(t) is list for t in tags), dtype=bool, count=n)
+    nested = np.flatnonzero(is_nested).tolist()
+    shapes = ["flat"] * n
+    for i in nested:
+        shapes[i] = "nested"
+    odd: dict[int, dict[str, str]] = {}  # record -> its texts by flat_tags (general not a string, not nested)
+    for i in np.flatnonzero(~is_nested & ~general_is_str).tolist():
+        shapes[i], odd[i] = flat_tags(posts[i])
     if nested:
-        if len(nested) == len(posts):
-            typed = set(map(type, posts)) == {Post}
-        else:
-            typed = all(type(posts[i]) is Post for i in nested)
-        grouped_nested, bad_nested = group_nested([tags[i] for i in nested], typed)
-        is_nested = np.zeros(len(posts), dtype=bool)
-        is_nested[nested] = True
+        grouped_nested, bad_nested = _group_nested_rows([tags[i] for i in nested], raw)
         mask = pa.array(is_nested)
     for name in TAG_COLUMNS:
         values = texts[name]
-        if nested and not typed:  # (their tag_string_* values are not used: not even checked for Unicode)
-            for i in nested:
+        if raw:
+            arr = first[0] if name == "general" else raw_text_column(values)[0]
+            if odd:  # those records' texts by flat_tags, through the same rules
+                rows = sorted(odd)
+                bad: dict[int, str] = {}
+                arr = _put(arr, rows, pc.utf8_trim(str_column([odd[i][name] for i in rows], name, bad, ""), TAG_WS))
+                for k in bad:
+                    unencodable.setdefault(rows[k], name)
+        else:
+            for i, grouped in odd.items():
+                values[i] = grouped[name]
+            for i in nested:  # (their tag_string_* values are not used: not even checked for Unicode)
                 values[i] = ""
-        arr = pc.utf8_trim(str_column(values, name, unencodable, ""), TAG_WS)
+            arr = pc.utf8_trim(str_column(values, name, unencodable, ""), TAG_WS)
         if nested:
             g = _GROUPS.index(name)
             arr = pc.replace_with_mask(arr, mask, grouped_nested[g])
@@ -457,6 +499,73 @@ def normalise_batch(posts: list[Post | RawPost]) -> Normalised:
                 unencodable.setdefault(nested[k], name)
         cols[name] = arr
     return Normalised(int_column([p.id for p in posts]), cols, shapes, unencodable)
+
+
+def _group_nested_rows(tag_lists: list, raw: bool) -> tuple[list[pa.Array], list[set[int]]]:
+    """:func:`group_nested` of a batch's nested ``tags`` lists; ``raw``: they are raw JSON, those in the dumps'
+    form read by :func:`group_nested_raw` and only the others decoded."""
+    if not raw:
+        return group_nested(tag_lists)
+    grouped, other = group_nested_raw(tag_lists)
+    if not other.any():
+        return grouped, [set() for _ in _GROUPS]
+    rows = np.flatnonzero(other).tolist()
+    rest, bad = group_nested([msgspec.json.decode(tag_lists[k]) for k in rows])
+    where = pa.array(other)
+    grouped = [pc.replace_with_mask(a, where, b) for a, b in zip(grouped, rest, strict=True)]
+    return grouped, [{rows[k] for k in b} for b in bad]
+
+
+def decoded(value: Any) -> Any:
+    """A value as decoded JSON: a ``msgspec.Raw`` (how ``Post`` holds the tag strings) decoded, else as it is."""
+    return msgspec.json.decode(value) if type(value) is msgspec.Raw else value
+
+
+_TEXT_TRIM = '"' + TAG_WS  # a JSON string without escapes: its quotes and the ends' whitespace in one trim
+
+
+def raw_text_column(raws: list) -> tuple[pa.Array, np.ndarray]:
+    """A tag-string column from raw JSON values (``msgspec.Raw``, or None where the field is absent), with the
+    rules of ``str_column`` then the trim of ``TAG_WS``: the text of a JSON string, ``""`` for anything else; and
+    which rows hold a JSON string. Built in Arrow from the raw bytes joined (no Python ``str`` per value): a
+    string's quotes go in the trim, since without a backslash it holds no quote and no control character; only
+    strings with an escape are decoded one by one. (Every such string is valid Unicode: ``msgspec`` refuses a
+    record with a lone surrogate escape, even in a raw field, and the exact reader takes it.)"""
+    text, data, offsets, raws = _joined(raws)
+    is_str = data[offsets[:-1]] == 0x22 if len(raws) else np.zeros(0, dtype=bool)
+    arr = pc.utf8_trim(text, _TEXT_TRIM)
+    if not is_str.all():
+        arr = pc.if_else(pa.array(is_str), arr, pa.scalar("", pa.large_string()))
+    escaped = np.flatnonzero(data == 0x5C)
+    if len(escaped):
+        rows = [i for i in np.unique(np.searchsorted(offsets, escaped, side="right") - 1).tolist() if is_str[i]]
+        fixed = [msgspec.json.decode(raws[i]).strip(TAG_WS) for i in rows]
+        arr = _put(arr, rows, pa.array(fixed, pa.large_string()))
+    return arr.cast(pa.string()), is_str
+
+
+def _joined(raws: list) -> tuple[pa.Array, np.ndarray, np.ndarray, list]:
+    """Raw JSON values (``msgspec.Raw``; None, an absent field, counts as ``null``) as one Arrow large string
+    array over their bytes joined: ``(array, the bytes as numpy, offsets, the values)``."""
+    n = len(raws)
+    try:
+        joined = b"".join(raws)
+    except TypeError:  # (a None: faster to find this way than by a search of the list)
+        raws = [b"null" if v is None else v for v in raws]
+        joined = b"".join(raws)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, raws), dtype=np.int64, count=n), out=offsets[1:])
+    text = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(joined))
+    return text, np.frombuffer(joined, np.uint8), offsets, raws
+
+
+def _put(arr: pa.Array, rows: list[int], values: pa.Array) -> pa.Array:
+    """``arr`` with ``values`` at ``rows`` (ascending)."""
+    if not rows:
+        return arr
+    mask = np.zeros(len(arr), dtype=bool)
+    mask[rows] = True
+    return pc.replace_with_mask(arr, pa.array(mask), values.cast(arr.type))
 
 
 def _encodable(text: str) -> bool:
