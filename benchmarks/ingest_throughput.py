@@ -17,6 +17,8 @@ Steps (only steps 3 and 4 are timed; CPU seconds, so other jobs on the machine d
    scratch, and verify the count of files made;
 3. parser candidates on the first 100k lines of the last file held in memory: stdlib ``json``, ``orjson`` (if
    importable; not a dependency), ``msgspec`` (the fast reader), each followed by ``records.normalise_batch``;
+   and two floors on the same lines (those that are JSON objects, in 1 MiB blocks): ``msgspec`` decoding them into
+   ``Post`` alone, and decoding only the ``id`` (the JSON scan itself);
 4. ``python -m animefaces.ingest`` (what the rule runs) in a subprocess, this tree and each baseline alternately
    ``--reps`` times per filter block (the demo's, the schema defaults), each rep also on a 1-record file (the
    start-up: imports, config, empty manifests); CPU from ``os.wait4``, peak RSS ``ru_maxrss``; records/s per core
@@ -190,7 +192,34 @@ def parser_candidates(metadata: Path, lines: int = 100_000, reps: int = 3) -> di
             n += len(posts)
         return n
 
-    candidates = {"stdlib json + normalise": via(json.loads), "msgspec typed fast reader + normalise": fast}
+    # floors: what the fastest decoder costs before any rule runs, on the lines that are valid JSON objects, in
+    # 1 MiB blocks of whole lines (a block with a bad line would fail as a whole)
+    import msgspec
+    from animefaces.ingest.records import Post
+
+    clean = [line for line in sample if _is_object(line)]
+    blocks, size, start = [], 0, 0
+    for i, line in enumerate(clean):
+        size += len(line)
+        if size >= 1 << 20 or i == len(clean) - 1:
+            blocks.append(b"".join(clean[start : i + 1]))
+            start, size = i + 1, 0
+
+    class _Id(msgspec.Struct):
+        id: int | str | None = None
+
+    def decode_only(decoder):
+        def run() -> int:
+            return sum(len(decoder.decode_lines(b)) for b in blocks)
+
+        return run
+
+    candidates = {
+        "stdlib json + normalise": via(json.loads),
+        "msgspec typed fast reader + normalise": fast,
+        "floor: msgspec decode into Post only (no rules)": decode_only(msgspec.json.Decoder(Post)),
+        "floor: msgspec JSON scan only (the id)": decode_only(msgspec.json.Decoder(_Id)),
+    }
     try:
         import orjson
 
@@ -204,6 +233,13 @@ def parser_candidates(metadata: Path, lines: int = 100_000, reps: int = 3) -> di
             fn()
             times[name].append(time.process_time() - t0)
     return {name: round(len(sample) / statistics.median(ts)) for name, ts in times.items()}
+
+
+def _is_object(line: bytes) -> bool:
+    try:
+        return type(json.loads(line)) is dict
+    except ValueError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -505,10 +505,10 @@ class Ingestor:
         # kept-only values: path and character
         kept_arr = pa.array(kept)
         if folder is not None:
-            all_paths = pa.array(folder.paths, pa.string())
-        else:
-            all_paths = image_paths(self.root, ids, cols["file_ext"], self.layout)
-        paths = pc.if_else(kept_arr, all_paths, pa.scalar(None, pa.string()))
+            paths = pc.if_else(kept_arr, pa.array(folder.paths, pa.string()), pa.scalar(None, pa.string()))
+        else:  # (built for the kept posts only)
+            kept_paths = image_paths(self.root, ids[kept_idx], cols["file_ext"].take(pa.array(kept_idx)), self.layout)
+            paths = pc.replace_with_mask(pa.nulls(rows, pa.string()), kept_arr, kept_paths)
         char_arr = pa.nulls(rows, pa.string())
         if len(kept_idx):  # the namer runs once per distinct character string of the batch
             coded = cols["character"].take(pa.array(kept_idx)).dictionary_encode()
@@ -555,18 +555,19 @@ class Ingestor:
     def _details(self, source, n, ids, code, cols, checks: F.Checks, folder: _Folder | None) -> pa.Array:
         """Ledger details per row (JSON, sorted keys): '{}' for kept rows (or the folder's id note), the value
         that failed (and the limit) for dropped rows. Built per reason with templates: json.dumps per row would
-        cost more than the whole check; each reason's texts are put in place in Arrow."""
+        cost more than the whole check; the texts are put in place by one Arrow ``take``."""
         if folder is not None:
             details = pa.array(folder.kept_details, pa.string())
         else:
             details = pa.repeat(pa.scalar(_EMPTY_DETAILS, pa.string()), len(code))
         cfg = self.cfg
+        rows: list[np.ndarray] = []  # per reason: its rows, and their texts
+        texts_of: list[pa.Array] = []
         for c in np.unique(code):
             reason = F.REASONS[int(c)]
             if not reason:
                 continue
-            is_reason = code == c
-            idx = np.flatnonzero(is_reason)
+            idx = np.flatnonzero(code == c)
             take = pa.array(idx)
             texts: list[str] | pa.Array
             if reason in ("deleted", "banned", "flagged", "not_in_id_list"):
@@ -616,8 +617,15 @@ class Ingestor:
             else:  # pragma: no cover - every reason above is handled
                 raise AssertionError(reason)
             values = texts if isinstance(texts, pa.Array) else pa.array(texts, pa.string())
-            details = pc.replace_with_mask(details, pa.array(is_reason), values)
-        return details
+            rows.append(idx)
+            texts_of.append(values.cast(pa.string()))
+        if not rows:
+            return details
+        # one take from [the defaults, every reason's texts] puts them all in place (a replace per reason copied
+        # the whole column each time)
+        where = np.arange(len(code), dtype=np.int64)
+        where[np.concatenate(rows)] = len(code) + np.arange(sum(map(len, rows)), dtype=np.int64)
+        return pa.concat_arrays([details.cast(pa.string()), *texts_of]).take(pa.array(where))
 
     def _missing_details(self, ids: np.ndarray, exts: pa.Array) -> pa.Array:
         """``{"path": <where the image should be>}`` per post, built in Arrow: only the root can need JSON
