@@ -119,7 +119,9 @@ def run_ingest(work: Path, metadata: Path, root: Path, shards: int, flt: dict, p
         "out": out,
         "wall_s": wall,
         "cpu_s": usage.ru_utime + usage.ru_stime,
-        "max_rss_mb": usage.ru_maxrss / 1024,
+        # the job's own VmHWM: wait4's ru_maxrss survives fork + exec, so it reports this script's size when that
+        # is larger (a 991 MB "peak" for a 640 MB job, with the sample lines held here); older packages lack it
+        "max_rss_mb": (summary.get("peak_rss_mb") or {}).get("main", usage.ru_maxrss / 1024),
         "summary": summary,
     }
 

@@ -248,10 +248,10 @@ def nested_tags(tags: list) -> dict[str, list[str]]:
 
 class Post(msgspec.Struct, gc=False):
     """A post record of either shape, typed as the real dumps write it (numbers as JSON integers or strings, the
-    flags as booleans, the nested ``tags`` as objects, the flat tag strings kept as raw JSON): what the fast reader
-    decodes a JSON Lines block into.
-    A record with any other value type in these fields fails the typed decode and is read as a :class:`RawPost`
-    instead (the tolerant path); both go through :func:`normalise_batch`, which applies the same rules."""
+    flags as booleans), its ``tags`` and tag strings kept as raw JSON (any value): what the fast reader decodes a
+    JSON Lines block into. A record with another value type in the typed fields fails the typed decode and is read
+    as a :class:`RawPost` instead (the tolerant path); both go through :func:`normalise_batch`, which applies the
+    same rules."""
 
     id: int | str | None = None
     file_ext: str | None = None
@@ -266,7 +266,7 @@ class Post(msgspec.Struct, gc=False):
     tags: msgspec.Raw = None  # type: ignore[assignment]  (raw JSON: a list in the dumps' form is read in Arrow)
     tag_string: msgspec.Raw = None  # type: ignore[assignment]  (read lazily, see loose_tags)
     # the tag strings as raw JSON: a column of them becomes Arrow strings without a Python str per value (see
-    # text_column); a record where one is not a JSON string is decoded (``plain_posts``) before the rules run
+    # raw_text_column); a record whose general one is not a JSON string goes through flat_tags, decoded
     tag_string_general: msgspec.Raw = None  # type: ignore[assignment]
     tag_string_character: msgspec.Raw = None  # type: ignore[assignment]
     tag_string_copyright: msgspec.Raw = None  # type: ignore[assignment]
