@@ -246,7 +246,7 @@ def _check_file(path: Path) -> tuple[int, int]:
                         assert got["id"] is None, (name, n, record, got)
                     else:
                         assert got == want, (name, n, record)
-                checked += 1
+                    checked += 1
     return checked, typed
 
 
